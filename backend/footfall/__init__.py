@@ -1,0 +1,3 @@
+"""Footfall: a self-hosted behavioral-event collector."""
+
+__version__ = "0.1.0"

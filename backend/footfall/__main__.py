@@ -1,0 +1,3 @@
+from footfall.cli.main import main
+
+main()

@@ -1,0 +1,1 @@
+"""HTTP edges: ingest endpoints, pixel, tracker script, demo page, health."""

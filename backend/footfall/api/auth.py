@@ -1,0 +1,74 @@
+"""Who is sending: the site's write key (Basic auth, header or body) and the origin (CORS)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+from starlette.requests import Request
+
+from footfall.errors import Forbidden, Unauthorized
+from footfall.pipeline.types import Site
+from footfall.storage.sites import SiteCache
+
+CORS_ALLOW_HEADERS = "Authorization, Content-Type, Content-Encoding, X-Write-Key"
+MAX_KEY_LENGTH = 200
+
+
+def write_key_from(request: Request, body: Any) -> str | None:
+    """HTTP Basic username (Segment SDKs), ``X-Write-Key`` header, body or query ``writeKey``."""
+    auth = request.headers.get("authorization")
+    if auth and auth[:6].lower() == "basic ":
+        try:
+            decoded = base64.b64decode(auth[6:].strip(), validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            raise Unauthorized("malformed Basic authorization header") from None
+        username = decoded.split(":", 1)[0]
+        if username:
+            return username
+    header = request.headers.get("x-write-key")
+    if header:
+        return header
+    if isinstance(body, dict) and isinstance(body.get("writeKey"), str):
+        return str(body["writeKey"])
+    return request.query_params.get("writeKey")
+
+
+def same_origin(request: Request, origin: str) -> bool:
+    """The demo page and first-party setups post from the collector's own origin."""
+    return origin == f"{request.url.scheme}://{request.headers.get('host', '')}"
+
+
+async def authenticate(request: Request, body: Any, sites: SiteCache) -> Site:
+    """The site the request is for, or 401/403."""
+    key = write_key_from(request, body)
+    if not key:
+        raise Unauthorized("write key missing (HTTP Basic username, X-Write-Key or writeKey)")
+    site = await sites.by_write_key(key) if len(key) <= MAX_KEY_LENGTH else None
+    if site is None:
+        raise Unauthorized("unknown write key")
+    origin = request.headers.get("origin")
+    if origin:
+        if not (site.allows_origin(origin) or same_origin(request, origin)):
+            raise Forbidden(f"origin {origin} is not allowed for this site")
+        request.state.cors_origin = origin
+    return site
+
+
+def cors_headers(origin: str) -> dict[str, str]:
+    return {
+        "Access-Control-Allow-Origin": origin,
+        "Access-Control-Allow-Credentials": "true",
+        "Access-Control-Expose-Headers": "Retry-After",
+        "Vary": "Origin",
+    }
+
+
+def preflight_headers(origin: str) -> dict[str, str]:
+    return {
+        **cors_headers(origin),
+        "Access-Control-Allow-Methods": "POST, GET, OPTIONS",
+        "Access-Control-Allow-Headers": CORS_ALLOW_HEADERS,
+        "Access-Control-Max-Age": "86400",
+    }

@@ -1,0 +1,162 @@
+"""Ingest endpoints speaking the Segment HTTP Tracking API, plus the GET pixel."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from fastapi import APIRouter
+from starlette.requests import Request
+from starlette.responses import Response
+
+from footfall.api.auth import authenticate, cors_headers, preflight_headers
+from footfall.api.body import parse_json, read_body
+from footfall.errors import BadRequest, Forbidden, PayloadTooLarge, Unavailable
+from footfall.pipeline.types import BatchPlan, RequestContext
+from footfall.state import AppState, app_state
+from footfall.storage.writer import StorageUnavailable, WriteOutcome
+
+router = APIRouter()
+
+# Segment's long paths and the short ones its browser library (analytics-next) uses.
+SINGLE_PATHS = {
+    "track": "track", "t": "track",
+    "page": "page", "p": "page",
+    "screen": "screen", "s": "screen",
+    "identify": "identify", "i": "identify",
+    "alias": "alias", "a": "alias",
+    "group": "group", "g": "group",
+}  # fmt: skip
+BATCH_PATHS = ("batch", "b", "import")
+
+GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
+
+
+def _response_body(plan: BatchPlan, outcome: WriteOutcome) -> dict[str, Any]:
+    return {
+        "success": True,
+        "accepted": len(outcome.inserted),
+        "duplicates": len(outcome.duplicates),
+        "failed": [
+            {
+                "index": f.index,
+                "messageId": f.message_id,
+                "reason": f.reason,
+                "errors": f.errors,
+            }
+            for f in plan.failures
+        ],
+        "refused": plan.refused,
+    }
+
+
+async def _ingest(
+    request: Request, state: AppState, body: Any, default_type: str | None
+) -> dict[str, Any]:
+    """Authenticate, run the pipeline, hand the result to the writer, await the commit."""
+    received_at = datetime.now(UTC)
+    site = await authenticate(request, body, state.sites)
+    if default_type is None:
+        if isinstance(body, list):
+            messages, batch_context, sent_at = body, None, None
+        elif isinstance(body, dict) and isinstance(body.get("batch"), list):
+            messages = body["batch"]
+            batch_context, sent_at = body.get("context"), body.get("sentAt")
+        else:
+            raise BadRequest('a batch body is {"batch": [messages, ...]}')
+        if len(messages) > state.settings.max_batch_messages:
+            raise PayloadTooLarge(f"more than {state.settings.max_batch_messages} messages")
+    else:
+        if not isinstance(body, dict):
+            raise BadRequest("the body must be a JSON object (one message)")
+        messages = [{k: v for k, v in body.items() if k != "writeKey"}]
+        batch_context, sent_at = None, None
+    browser = bool(request.headers.get("origin")) or request.method == "GET"
+    ctx = RequestContext(
+        site=site,
+        received_at=received_at,
+        ip=request.client.host if request.client else None,
+        user_agent=request.headers.get("user-agent") if browser else None,
+        batch_context=batch_context if isinstance(batch_context, dict) else None,
+        batch_sent_at=sent_at,
+        default_type=default_type,
+    )
+    plan = state.pipeline.run(messages, ctx)
+    try:
+        outcome = await state.writer.write(plan.rows, plan.failures)
+    except StorageUnavailable as exc:
+        raise Unavailable(
+            "storage unavailable; nothing was stored, retry later",
+            headers={"Retry-After": str(state.settings.retry_after_s)},
+        ) from exc
+    return _response_body(plan, outcome)
+
+
+def _json_response(request: Request, payload: dict[str, Any]) -> Response:
+    headers = {}
+    origin = getattr(request.state, "cors_origin", None)
+    if origin:
+        headers = cors_headers(origin)
+    return Response(orjson.dumps(payload), media_type="application/json", headers=headers)
+
+
+async def _read(request: Request, state: AppState) -> Any:
+    length = request.headers.get("content-length")
+    limit = state.settings.max_request_bytes
+    if length and length.isdigit() and int(length) > limit:
+        raise PayloadTooLarge(f"request body over {limit} bytes")
+    raw = await read_body(request.stream(), request.headers.get("content-encoding"), limit)
+    return parse_json(raw)
+
+
+@router.post("/v1/{kind}")
+async def ingest(kind: str, request: Request) -> Response:
+    """``/v1/batch`` (``/v1/b``, ``/v1/import``) or one message at ``/v1/{track,page,…}``."""
+    state = app_state(request)
+    if kind in BATCH_PATHS:
+        default_type = None
+    elif kind in SINGLE_PATHS:
+        default_type = SINGLE_PATHS[kind]
+    else:
+        return Response(status_code=404)
+    body = await _read(request, state)
+    return _json_response(request, await _ingest(request, state, body, default_type))
+
+
+@router.options("/v1/{path:path}")
+async def preflight(path: str, request: Request) -> Response:
+    """CORS preflight: it carries no write key, so any site's allowed origins qualify."""
+    origin = request.headers.get("origin")
+    state = app_state(request)
+    if origin and await state.sites.any_site_allows(origin):
+        return Response(status_code=204, headers=preflight_headers(origin))
+    raise Forbidden(f"origin {origin} is not allowed")
+
+
+def _decode_pixel_data(data: str) -> Any:
+    padded = data + "=" * (-len(data) % 4)
+    try:
+        raw = base64.urlsafe_b64decode(padded.replace("+", "-").replace("/", "_"))
+    except (binascii.Error, ValueError) as exc:
+        raise BadRequest("data is not base64") from exc
+    return parse_json(raw)
+
+
+@router.get("/v1/pixel/{kind}")
+async def pixel(kind: str, request: Request, data: str = "") -> Response:
+    """One message as base64 JSON in ``?data=`` (GTM ``sendPixel``); answers a 1x1 GIF."""
+    state = app_state(request)
+    if kind not in SINGLE_PATHS:
+        raise BadRequest(f"unknown message type {kind!r}")
+    if len(data) > state.settings.max_message_bytes * 4 // 3 + 4:
+        raise PayloadTooLarge("pixel data over the message size limit")
+    body = _decode_pixel_data(data) if data else {}
+    await _ingest(request, state, body, SINGLE_PATHS[kind])
+    return Response(
+        GIF,
+        media_type="image/gif",
+        headers={"Cache-Control": "no-store, max-age=0"},
+    )

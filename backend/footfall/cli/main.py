@@ -1,0 +1,204 @@
+"""``footfall serve | migrate | sites | schemas | failed``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from footfall.settings import Settings
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        sys.exit(f"footfall: invalid configuration:\n{exc}")
+
+
+def _dsn(settings: Settings) -> str:
+    from footfall.storage.engine import resolve_database_url
+
+    return resolve_database_url(settings)
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from footfall.storage import migrate
+
+    settings = _settings()
+    host = args.host or settings.host
+    port = args.port or settings.port
+    workers = args.workers or settings.workers
+    dsn = _dsn(settings)
+    migrate.upgrade(dsn)
+    if settings.demo_enabled:
+        key = _ensure_demo(dsn)
+        base = f"http://{host}:{port}"
+        print(
+            f"\nFootfall collector on {base}  (embedded PostgreSQL: {settings.embedded})\n"
+            f"  demo page : {base}/demo\n"
+            f"  write key : {key}\n"
+            f"  try it    : curl -u '{key}:' {base}/v1/track \\\n"
+            "                -H 'Content-Type: application/json' \\\n"
+            '                -d \'{"event": "Signed Up", "anonymousId": "a1",'
+            ' "properties": {"plan": "pro"}}\'\n',
+            flush=True,
+        )
+        os.environ["FOOTFALL_DEMO"] = "true"
+    # Workers (and a single in-process server) reach the same database.
+    os.environ["DATABASE_URL"] = dsn
+    uvicorn.run(
+        "footfall.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=settings.log_level,
+        proxy_headers=False,
+        timeout_graceful_shutdown=30,
+    )
+
+
+def _ensure_demo(dsn: str) -> str:
+    from footfall.storage.engine import create_sync_engine
+    from footfall.storage.sites import DEMO_SITE, create_site, get_site_by_name
+
+    engine = create_sync_engine(dsn)
+    with engine.begin() as conn:
+        site = get_site_by_name(conn, DEMO_SITE) or create_site(
+            conn, DEMO_SITE, allowed_origins=["*"], settings={"allow_undeclared_events": True}
+        )
+    engine.dispose()
+    return site.write_key
+
+
+def cmd_migrate(args: argparse.Namespace) -> None:
+    from footfall.storage import migrate
+
+    dsn = _dsn(_settings())
+    migrate.upgrade(dsn, args.revision)
+    print(f"database at {migrate.current_revision(dsn)}")
+
+
+def cmd_sites_create(args: argparse.Namespace) -> None:
+    from footfall.storage.engine import create_sync_engine
+    from footfall.storage.sites import create_site
+
+    site_settings: dict[str, Any] = {}
+    if args.allow_undeclared_events:
+        site_settings["allow_undeclared_events"] = True
+    if args.schema_dir:
+        site_settings["schema_dir"] = str(Path(args.schema_dir).resolve())
+    engine = create_sync_engine(_dsn(_settings()))
+    with engine.begin() as conn:
+        site = create_site(
+            conn,
+            args.name,
+            allowed_origins=args.origin,
+            consent_mode=args.consent_mode,
+            settings=site_settings,
+        )
+    engine.dispose()
+    print(f"site {site.name} (id {site.id}) write key: {site.write_key}")
+
+
+def cmd_sites_list(args: argparse.Namespace) -> None:
+    from footfall.storage.engine import create_sync_engine
+    from footfall.storage.sites import list_sites
+
+    engine = create_sync_engine(_dsn(_settings()))
+    with engine.connect() as conn:
+        for site in list_sites(conn):
+            origins = ",".join(sorted(site.allowed_origins)) or "-"
+            print(f"{site.id}\t{site.name}\t{site.write_key}\t{origins}\t{site.consent_mode}")
+    engine.dispose()
+
+
+def cmd_schemas_check(args: argparse.Namespace) -> None:
+    from footfall.schemas.registry import check_dir
+
+    problems = check_dir(Path(args.directory))
+    for problem in problems:
+        print(problem)
+    if problems:
+        sys.exit(1)
+    print(f"{args.directory}: all schemas valid")
+
+
+def cmd_failed_list(args: argparse.Namespace) -> None:
+    from footfall.storage.failed import list_failed
+
+    for row in list_failed(_dsn(_settings()), args.status, args.limit):
+        first = row["errors"][0] if row["errors"] else {}
+        print(
+            f"{row['id']}\t{row['site']}\t{row['received_at']:%Y-%m-%dT%H:%M:%S}\t"
+            f"{row['reason']}\t{first.get('path', '')} {first.get('message', '')}"
+        )
+
+
+def cmd_failed_replay(args: argparse.Namespace) -> None:
+    from footfall.app import build_pipeline
+    from footfall.storage.failed import replay_failed
+
+    settings = _settings()
+    report = asyncio.run(replay_failed(_dsn(settings), build_pipeline(settings)))
+    print(json.dumps(report.__dict__))
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="footfall", description=__doc__)
+    sub = root.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the collector (migrates first)")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--workers", type=int)
+    serve.set_defaults(func=cmd_serve)
+
+    mig = sub.add_parser("migrate", help="bring the database schema to head")
+    mig.add_argument("revision", nargs="?", default="head")
+    mig.set_defaults(func=cmd_migrate)
+
+    sites = sub.add_parser("sites", help="manage sites").add_subparsers(dest="sites", required=True)
+    create = sites.add_parser("create", help="create a site and print its write key")
+    create.add_argument("name")
+    create.add_argument("--origin", action="append", default=[], help="allowed browser origin")
+    create.add_argument(
+        "--consent-mode", default="implied", choices=["implied", "anonymous", "required"]
+    )
+    create.add_argument("--allow-undeclared-events", action="store_true")
+    create.add_argument("--schema-dir", help="this site's custom event schemas")
+    create.set_defaults(func=cmd_sites_create)
+    sites.add_parser("list", help="list sites").set_defaults(func=cmd_sites_list)
+
+    schemas = sub.add_parser("schemas", help="event schemas").add_subparsers(
+        dest="schemas", required=True
+    )
+    check = schemas.add_parser("check", help="validate a custom schema directory")
+    check.add_argument("directory")
+    check.set_defaults(func=cmd_schemas_check)
+
+    failed = sub.add_parser("failed", help="failed events").add_subparsers(
+        dest="failed", required=True
+    )
+    listing = failed.add_parser("list", help="list failed events")
+    listing.add_argument("--status", default="pending", choices=["pending", "replayed"])
+    listing.add_argument("--limit", type=int, default=50)
+    listing.set_defaults(func=cmd_failed_list)
+    failed.add_parser("replay", help="re-validate and store what now passes").set_defaults(
+        func=cmd_failed_replay
+    )
+    return root
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    args.func(args)

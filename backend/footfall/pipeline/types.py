@@ -1,0 +1,112 @@
+"""Values that flow through the pipeline: the site, the request, rows and rejections."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Site:
+    """A tracked site, as the collector caches it."""
+
+    id: int
+    name: str
+    write_key: str
+    allowed_origins: frozenset[str] = frozenset()
+    consent_mode: str = "implied"
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def allows_origin(self, origin: str) -> bool:
+        return "*" in self.allowed_origins or origin in self.allowed_origins
+
+    @property
+    def allow_undeclared_events(self) -> bool:
+        return bool(self.settings.get("allow_undeclared_events", False))
+
+    @property
+    def schema_dir(self) -> str | None:
+        value = self.settings.get("schema_dir")
+        return str(value) if value else None
+
+
+@dataclass(frozen=True, slots=True)
+class RequestContext:
+    """What the http layer knows about the request that carried the messages."""
+
+    site: Site
+    received_at: datetime
+    ip: str | None = None
+    user_agent: str | None = None
+    batch_context: dict[str, Any] | None = None
+    batch_sent_at: Any = None
+    default_type: str | None = None  # set by the single-message endpoints (/v1/track …)
+
+
+@dataclass(slots=True)
+class EventRow:
+    """One message ready for the ``events`` table (column names as attributes)."""
+
+    site_id: int
+    message_id: str
+    type: str
+    event: str | None
+    schema: str | None
+    timestamp: datetime
+    original_timestamp: datetime | None
+    sent_at: datetime | None
+    received_at: datetime
+    anonymous_id: str | None
+    user_id: str | None
+    pii_key_id: str | None
+    session_id: str | None
+    page_url: str | None
+    page_path: str | None
+    page_title: str | None
+    page_referrer: str | None
+    page_search: str | None
+    utm_source: str | None
+    utm_medium: str | None
+    utm_campaign: str | None
+    utm_term: str | None
+    utm_content: str | None
+    library_name: str | None
+    library_version: str | None
+    user_agent: str | None
+    locale: str | None
+    timezone: str | None
+    context: dict[str, Any]
+    properties: dict[str, Any]
+    traits: dict[str, Any] | None
+    index: int = -1  # position in the request's batch (not stored)
+
+
+EVENT_COLUMNS: tuple[str, ...] = tuple(
+    name
+    for name in EventRow.__slots__
+    if name != "index"  # type: ignore[attr-defined]
+)
+
+
+@dataclass(slots=True)
+class Failure:
+    """A message that failed validation; stored in ``failed_events`` with its reasons."""
+
+    index: int
+    site_id: int
+    message_id: str
+    received_at: datetime
+    reason: str
+    errors: list[dict[str, str]]
+    schema: str | None
+    raw: Any
+
+
+@dataclass(slots=True)
+class BatchPlan:
+    """The pipeline's verdict on one request's messages."""
+
+    rows: list[EventRow] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+    refused: dict[str, int] = field(default_factory=dict)  # reason -> count

@@ -1,0 +1,143 @@
+"""Sites repository: create and list sites (CLI), and the collector's write-key cache."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any
+
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+from sqlalchemy import Connection, insert, select
+
+from footfall.pipeline.types import Site
+from footfall.storage.tables import sites
+
+
+def new_write_key() -> str:
+    return "ffw_" + secrets.token_urlsafe(24)
+
+
+def _site(row: Any) -> Site:
+    return Site(
+        id=row["id"],
+        name=row["name"],
+        write_key=row["write_key"],
+        allowed_origins=frozenset(row["allowed_origins"] or ()),
+        consent_mode=row["consent_mode"],
+        settings=dict(row["settings"] or {}),
+    )
+
+
+def create_site(
+    conn: Connection,
+    name: str,
+    *,
+    allowed_origins: list[str] | None = None,
+    consent_mode: str = "implied",
+    settings: dict[str, Any] | None = None,
+    write_key: str | None = None,
+) -> Site:
+    """Insert a site (the caller commits) and return it with its new write key."""
+    row = (
+        conn.execute(
+            insert(sites)
+            .values(
+                name=name,
+                write_key=write_key or new_write_key(),
+                allowed_origins=allowed_origins or [],
+                consent_mode=consent_mode,
+                settings=settings or {},
+            )
+            .returning(sites)
+        )
+        .mappings()
+        .one()
+    )
+    return _site(row)
+
+
+def list_sites(conn: Connection) -> list[Site]:
+    return [_site(r) for r in conn.execute(select(sites).order_by(sites.c.id)).mappings()]
+
+
+def get_site_by_name(conn: Connection, name: str) -> Site | None:
+    row = conn.execute(select(sites).where(sites.c.name == name)).mappings().one_or_none()
+    return _site(row) if row else None
+
+
+class SiteCache:
+    """Write key -> Site, refreshed from the database at most every ``ttl_s`` per key.
+
+    Also keeps the union of every site's allowed origins, which answers CORS
+    preflights (they carry no write key).
+    """
+
+    def __init__(self, pool: AsyncConnectionPool, ttl_s: float = 30.0) -> None:
+        self._pool = pool
+        self._ttl = ttl_s
+        self._by_key: dict[str, tuple[float, Site | None]] = {}
+        self._origins: tuple[float, frozenset[str]] = (0.0, frozenset())
+
+    async def by_write_key(self, write_key: str) -> Site | None:
+        now = time.monotonic()
+        cached = self._by_key.get(write_key)
+        if cached is not None and now - cached[0] < self._ttl:
+            return cached[1]
+        async with self._pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute("SELECT * FROM sites WHERE write_key = %s", (write_key,))
+            row = await cur.fetchone()
+        site = _site(row) if row else None
+        if len(self._by_key) > 10_000:  # bound memory against key-guessing traffic
+            self._by_key.clear()
+        self._by_key[write_key] = (now, site)
+        return site
+
+    async def any_site_allows(self, origin: str) -> bool:
+        now = time.monotonic()
+        if now - self._origins[0] >= self._ttl:
+            async with self._pool.connection() as conn, conn.cursor() as cur:
+                await cur.execute("SELECT DISTINCT unnest(allowed_origins) FROM sites")
+                origins = frozenset(r[0] for r in await cur.fetchall())
+            self._origins = (now, origins)
+        allowed = self._origins[1]
+        return "*" in allowed or origin in allowed
+
+
+DEMO_SITE = "demo"
+
+
+async def ensure_demo_site(pool: AsyncConnectionPool) -> str:
+    """The demo site's write key, creating the site (any origin allowed) the first time."""
+    async with pool.connection() as conn, conn.cursor() as cur:
+        await cur.execute(
+            "INSERT INTO sites (name, write_key, allowed_origins, settings)"
+            " VALUES (%s, %s, %s, %s::jsonb) ON CONFLICT (name) DO NOTHING",
+            (DEMO_SITE, new_write_key(), ["*"], '{"allow_undeclared_events": true}'),
+        )
+        await cur.execute("SELECT write_key FROM sites WHERE name = %s", (DEMO_SITE,))
+        row = await cur.fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+async def recent_events(
+    pool: AsyncConnectionPool, site_name: str, limit: int
+) -> list[dict[str, Any]]:
+    """The newest stored events of a site (the demo page shows them)."""
+    async with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "SELECT e.received_at, e.timestamp, e.type, e.event, e.anonymous_id, e.session_id,"
+            " e.page_path, e.properties FROM events e JOIN sites s ON s.id = e.site_id"
+            " WHERE s.name = %s ORDER BY e.received_at DESC, e.timestamp DESC LIMIT %s",
+            (site_name, limit),
+        )
+        return list(await cur.fetchall())
+
+
+async def database_revision(pool: AsyncConnectionPool) -> str | None:
+    """The Alembic revision the database is at (readiness checks it against head)."""
+    async with pool.connection() as conn, conn.cursor() as cur:
+        await cur.execute("SELECT version_num FROM alembic_version")
+        row = await cur.fetchone()
+    return str(row[0]) if row else None

@@ -1,0 +1,260 @@
+"""The group-commit writer: many requests' messages, one transaction, then every answer.
+
+Requests hand their rows to :meth:`Writer.write` and wait. A single loop per
+process takes everything that is waiting (up to ``max_batch`` messages), inserts
+it in one transaction with ``ON CONFLICT DO NOTHING`` on (site_id, message_id),
+commits, and only then resolves each request's future. So a 2xx always means
+"committed", and a retried message is stored once: the conflict tells a
+duplicate from a new row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import psycopg
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from footfall import __version__
+from footfall.pipeline.types import EVENT_COLUMNS, EventRow, Failure
+
+log = logging.getLogger(__name__)
+
+_JSON_COLUMNS = frozenset({"context", "properties", "traits"})
+_TIME_COLUMNS = frozenset({"timestamp", "original_timestamp", "sent_at", "received_at"})
+
+
+def _array_type(column: str) -> str:
+    if column == "site_id":
+        return "int[]"
+    if column in _JSON_COLUMNS:
+        return "jsonb[]"
+    if column in _TIME_COLUMNS:
+        return "timestamptz[]"
+    return "text[]"
+
+
+# unnest() of one array per column turns the whole group into one INSERT.
+_QUOTED_COLUMNS = ", ".join('"' + c + '"' for c in EVENT_COLUMNS)
+_ARRAY_PARAMS = ", ".join("%s::" + _array_type(c) for c in EVENT_COLUMNS)
+INSERT_EVENTS = (
+    f"INSERT INTO events ({_QUOTED_COLUMNS}) SELECT * FROM unnest({_ARRAY_PARAMS}) "
+    "ON CONFLICT (site_id, message_id) DO NOTHING RETURNING site_id, message_id"
+)
+INSERT_FAILED = (
+    "INSERT INTO failed_events (site_id, message_id, received_at, reason, errors, schema,"
+    " collector_version, raw) "
+    "SELECT * FROM unnest(%s::int[], %s::text[], %s::timestamptz[], %s::text[], %s::jsonb[],"
+    " %s::text[], %s::text[], %s::jsonb[]) "
+    "ON CONFLICT (site_id, message_id) DO NOTHING"
+)
+
+
+class StorageUnavailable(Exception):
+    """The database could not take the messages; nothing of them was committed."""
+
+
+class WriterClosed(StorageUnavailable):
+    """The writer is shutting down and takes no new work."""
+
+
+@dataclass(slots=True)
+class WriteOutcome:
+    """Per request: which of its rows were new and which were duplicates."""
+
+    inserted: list[EventRow] = field(default_factory=list)
+    duplicates: list[EventRow] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Job:
+    rows: Sequence[EventRow]
+    failures: Sequence[Failure]
+    future: asyncio.Future[WriteOutcome]
+
+    @property
+    def size(self) -> int:
+        return len(self.rows) + len(self.failures)
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else orjson.dumps(value).decode()
+
+
+def _event_arrays(rows: Sequence[EventRow]) -> list[list[Any]]:
+    arrays: list[list[Any]] = []
+    for column in EVENT_COLUMNS:
+        values = [getattr(row, column) for row in rows]
+        if column in _JSON_COLUMNS:
+            values = [_json(v) for v in values]
+        arrays.append(values)
+    return arrays
+
+
+def _failed_arrays(failures: Sequence[Failure]) -> list[list[Any]]:
+    return [
+        [f.site_id for f in failures],
+        [f.message_id for f in failures],
+        [f.received_at for f in failures],
+        [f.reason for f in failures],
+        [_json(f.errors) for f in failures],
+        [f.schema for f in failures],
+        [__version__] * len(failures),
+        [_json(f.raw) for f in failures],
+    ]
+
+
+async def insert_messages(
+    conn: psycopg.AsyncConnection[Any], rows: Sequence[EventRow], failures: Sequence[Failure]
+) -> set[tuple[int, str]]:
+    """Insert in the caller's transaction; return the keys that were new."""
+    inserted: set[tuple[int, str]] = set()
+    async with conn.cursor() as cur:
+        if rows:
+            await cur.execute(INSERT_EVENTS, _event_arrays(rows))
+            inserted = {(site_id, message_id) for site_id, message_id in await cur.fetchall()}
+        if failures:
+            await cur.execute(INSERT_FAILED, _failed_arrays(failures))
+    return inserted
+
+
+class Writer:
+    """One per process; see the module docstring."""
+
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        *,
+        max_batch: int = 2000,
+        linger_ms: float = 2.0,
+        queue_max: int = 50_000,
+    ) -> None:
+        self._pool = pool
+        self._max_batch = max_batch
+        self._linger = linger_ms / 1000
+        self._queue_max = queue_max
+        self._jobs: list[_Job] = []
+        self._queued = 0
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self.commits = 0
+        self.last_commit_s = 0.0
+
+    @property
+    def queue_depth(self) -> int:
+        return self._queued
+
+    @property
+    def accepting(self) -> bool:
+        return self._task is not None and not self._closing
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="footfall-writer")
+
+    async def close(self) -> None:
+        """Stop taking work, commit (and answer) everything already handed in, stop."""
+        self._closing = True
+        self._wakeup.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+
+    async def write(self, rows: Sequence[EventRow], failures: Sequence[Failure]) -> WriteOutcome:
+        """Wait until ``rows`` and ``failures`` are committed; raise StorageUnavailable if not."""
+        if not rows and not failures:
+            return WriteOutcome()
+        if self._closing or self._task is None:
+            raise WriterClosed("collector is shutting down")
+        if self._queued >= self._queue_max:
+            raise StorageUnavailable("writer queue full")
+        job = _Job(rows, failures, asyncio.get_running_loop().create_future())
+        self._jobs.append(job)
+        self._queued += job.size
+        self._wakeup.set()
+        return await job.future
+
+    async def _run(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            if self._linger and self._queued < self._max_batch and not self._closing:
+                await asyncio.sleep(self._linger)  # let concurrent requests join the group
+            self._wakeup.clear()
+            while self._jobs:
+                group = self._take_group()
+                await self._commit_group(group)
+            if self._closing and not self._jobs:
+                return
+
+    def _take_group(self) -> list[_Job]:
+        group: list[_Job] = []
+        size = 0
+        while self._jobs and (not group or size + self._jobs[0].size <= self._max_batch):
+            job = self._jobs.pop(0)
+            group.append(job)
+            size += job.size
+        self._queued -= size
+        return group
+
+    async def _commit_group(self, group: list[_Job]) -> None:
+        started = time.perf_counter()
+        try:
+            outcomes = await self._commit(group)
+        except (psycopg.OperationalError, PoolTimeout, OSError) as exc:
+            log.warning(
+                "database unavailable, %d requests refused: %s", len(group), type(exc).__name__
+            )
+            for job in group:
+                if not job.future.done():
+                    job.future.set_exception(StorageUnavailable(str(exc)))
+            return
+        except psycopg.Error:
+            # One request's data broke the statement: commit each request alone so
+            # the others still succeed and only the culprit gets an error.
+            log.exception("group commit failed; retrying requests one by one")
+            for job in group:
+                try:
+                    outcome = (await self._commit([job]))[0]
+                except Exception as exc:
+                    if not job.future.done():
+                        job.future.set_exception(exc)
+                else:
+                    if not job.future.done():
+                        job.future.set_result(outcome)
+            return
+        self.commits += 1
+        self.last_commit_s = time.perf_counter() - started
+        for job, outcome in zip(group, outcomes, strict=True):
+            if not job.future.done():  # the request may have gone away
+                job.future.set_result(outcome)
+
+    async def _commit(self, group: list[_Job]) -> list[WriteOutcome]:
+        rows: list[EventRow] = []
+        seen: set[tuple[int, str]] = set()
+        for job in group:
+            for row in job.rows:
+                key = (row.site_id, row.message_id)
+                if key not in seen:  # a copy in the same group is a duplicate
+                    seen.add(key)
+                    rows.append(row)
+        failures = [failure for job in group for failure in job.failures]
+        async with self._pool.connection() as conn, conn.transaction():
+            inserted = await insert_messages(conn, rows, failures)
+        outcomes = []
+        for job in group:
+            outcome = WriteOutcome()
+            for row in job.rows:
+                key = (row.site_id, row.message_id)
+                if key in inserted:
+                    inserted.discard(key)  # a second copy in the group is a duplicate
+                    outcome.inserted.append(row)
+                else:
+                    outcome.duplicates.append(row)
+            outcomes.append(outcome)
+        return outcomes
