@@ -14,7 +14,7 @@ DEV_PII_KEY = "footfall-development-key-do-not-use-in-production"
 class Settings(BaseSettings):
     """Every setting of the collector; see docs/configuration.md."""
 
-    model_config = SettingsConfigDict(env_prefix="FOOTFALL_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="FOOTFALL_", extra="ignore", populate_by_name=True)
 
     env: Literal["development", "production", "test"] = "development"
     # Also read from plain DATABASE_URL (the convention of most hosts).

@@ -40,21 +40,22 @@ class Pipeline:
 
     def _one(self, index: int, raw: Any, ctx: RequestContext, plan: BatchPlan) -> None:
         site = ctx.site
-        if not isinstance(raw, dict):
+        message = self._with_request_defaults(raw, ctx) if isinstance(raw, dict) else raw
+        # Limits come first: nothing below may recurse into an unbounded structure.
+        errors = check_limits(message, self.limits.max_json_depth, self.limits.max_string_length)
+        if errors:
+            stub = _scalar_fields(message)
             plan.failures.append(
-                Failure(
-                    index=index,
-                    site_id=site.id,
-                    message_id=message_id({"raw": raw}, site.id),
-                    received_at=ctx.received_at,
-                    reason=reasons.NOT_AN_OBJECT,
-                    errors=[{"path": "", "message": "a message must be a JSON object"}],
-                    schema=None,
-                    raw={"value": raw},
-                )
+                self._failure(index, ctx, stub, reasons.LIMITS_EXCEEDED, errors, None)
             )
             return
-        message = self._with_request_defaults(raw, ctx)
+        if not isinstance(message, dict):
+            errors = [{"path": "", "message": "a message must be a JSON object"}]
+            wrapped = {"value": message}
+            plan.failures.append(
+                self._failure(index, ctx, wrapped, reasons.NOT_AN_OBJECT, errors, None)
+            )
+            return
         msg_id = message_id(message, site.id)
         try:
             size = len(orjson.dumps(message))
@@ -63,28 +64,40 @@ class Pipeline:
                     reasons.TOO_LARGE,
                     [{"path": "", "message": f"{size} bytes > {self.limits.max_message_bytes}"}],
                 )
-            errors = check_limits(
-                message, self.limits.max_json_depth, self.limits.max_string_length
-            )
-            if errors:
-                raise Invalid(reasons.LIMITS_EXCEEDED, errors)
             schema_key = validate(message, site, self.registry)
-            plan.rows.append(to_row(pseudonymize(message, self.pii_key), ctx, schema_key, msg_id))
-            plan.rows[-1].index = index
+            row = to_row(pseudonymize(message, self.pii_key), ctx, schema_key, msg_id)
         except Invalid as invalid:
             plan.failures.append(
-                Failure(
-                    index=index,
-                    site_id=site.id,
-                    message_id=msg_id,
-                    received_at=ctx.received_at,
-                    reason=invalid.reason,
-                    errors=invalid.errors,
-                    schema=invalid.schema,
-                    # Kept pseudonymized: failed events hold no raw PII either.
-                    raw={**pseudonymize(message, self.pii_key), "messageId": msg_id},
+                self._failure(
+                    index, ctx, message, invalid.reason, invalid.errors, invalid.schema, msg_id
                 )
             )
+            return
+        row.index = index
+        plan.rows.append(row)
+
+    def _failure(
+        self,
+        index: int,
+        ctx: RequestContext,
+        message: dict[str, Any],
+        reason: str,
+        errors: list[dict[str, str]],
+        schema: str | None,
+        msg_id: str | None = None,
+    ) -> Failure:
+        msg_id = msg_id or message_id(message, ctx.site.id)
+        return Failure(
+            index=index,
+            site_id=ctx.site.id,
+            message_id=msg_id,
+            received_at=ctx.received_at,
+            reason=reason,
+            errors=errors,
+            schema=schema,
+            # Kept pseudonymized: failed events hold no raw PII either.
+            raw={**pseudonymize(message, self.pii_key), "messageId": msg_id},
+        )
 
     @staticmethod
     def _with_request_defaults(raw: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
@@ -100,3 +113,18 @@ class Pipeline:
         if ctx.batch_sent_at is not None:
             message.setdefault("sentAt", ctx.batch_sent_at)
         return message
+
+
+def _scalar_fields(message: Any) -> dict[str, Any]:
+    """What is safe to keep of a message over the limits: its short top-level scalars."""
+    if not isinstance(message, dict):
+        return {"_footfall_truncated": True}
+    kept = {
+        k: v
+        for k, v in list(message.items())[:50]
+        if isinstance(k, str)
+        and len(k) <= 64
+        and (isinstance(v, int | float | bool) or (isinstance(v, str) and len(v) <= 256))
+        and "\x00" not in k + str(v)
+    }
+    return {**kept, "_footfall_truncated": True}

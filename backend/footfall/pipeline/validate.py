@@ -42,6 +42,8 @@ def check_limits(message: Any, max_depth: int, max_string: int) -> list[dict[str
                 errors.append(
                     {"path": pointer(path), "message": f"string longer than {max_string}"}
                 )
+            elif "\x00" in value:  # PostgreSQL text and jsonb cannot hold NUL
+                errors.append({"path": pointer(path), "message": "string contains NUL (\\u0000)"})
             continue
         if isinstance(value, dict):
             children: Any = value.items()
@@ -53,8 +55,8 @@ def check_limits(message: Any, max_depth: int, max_string: int) -> list[dict[str
             errors.append({"path": pointer(path), "message": f"nested deeper than {max_depth}"})
             continue
         for key, child in children:
-            if isinstance(key, str) and len(key) > max_string:
-                errors.append({"path": pointer(path), "message": "key too long"})
+            if isinstance(key, str) and (len(key) > max_string or "\x00" in key):
+                errors.append({"path": pointer(path), "message": "key too long or contains NUL"})
             stack.append((child, (*path, key)))
     return errors
 

@@ -1,0 +1,123 @@
+"""Browser fixtures: real Chromium (Debian's, no download) against the real collector.
+
+Test pages are served from the collector's own origin by Playwright routing
+(``site.page(path, body)``), so the tracker runs first-party exactly as on a
+site that serves it from the collector's host.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from tests.support import Collector
+
+CHROMIUM = os.environ.get("FOOTFALL_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    if not os.path.exists(CHROMIUM):
+        pytest.skip("no Chromium at " + CHROMIUM)
+    with playwright_api.sync_playwright() as pw:
+        b = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-background-networking", "--autoplay-policy=no-user-gesture-required"],
+        )
+        yield b
+        b.close()
+
+
+# Small intervals keep tests fast; each test can override any of them.
+FAST = {"flushInterval": 100, "retryDelay": 200}
+
+
+def snippet(tracker_url: str, options: dict[str, Any], before_init: str = "") -> str:
+    """The documented two-line snippet plus init with the given options."""
+    return (
+        "<script>window.footfall=window.footfall||function(){(footfall.q=footfall.q||[]).push(arguments)};"
+        f"{before_init}footfall('init',{json.dumps(options)});</script>"
+        f'<script async src="{tracker_url}"></script>'
+    )
+
+
+@dataclass
+class Site:
+    """A test site on the collector's origin, with helpers to read what was stored."""
+
+    collector: Collector
+    context: Any
+    page: Any
+
+    @property
+    def base(self) -> str:
+        return self.collector.base_url
+
+    def options(self, **extra: Any) -> dict[str, Any]:
+        return {"writeKey": self.collector.write_key, "endpoint": self.base, **FAST, **extra}
+
+    def serve(self, path: str, body: str, *, init: dict[str, Any] | None = None, head: str = "",
+              before_init: str = "", title: str = "Test page") -> str:
+        """Serve an HTML page at base_url + path with the snippet; returns its URL."""
+        tag = snippet(self.collector.tracker_url, self.options(**(init or {})), before_init)
+        html = (f"<!doctype html><html><head><meta charset=utf-8><title>{title}</title>{head}{tag}"
+                f"</head><body>{body}</body></html>")
+        url = self.base + path
+        self.context.route(url, lambda route: route.fulfill(status=200, body=html, content_type="text/html"))
+        return url
+
+    def open(self, path: str, body: str = "", **kwargs: Any) -> Any:
+        url = self.serve(path, body, **kwargs)
+        self.page.goto(url)
+        self.page.wait_for_function("window.footfall && window.footfall.v")
+        return self.page
+
+    def events(self) -> list[dict[str, Any]]:
+        return self.collector.query(
+            "SELECT * FROM events WHERE site_id = %s ORDER BY timestamp, message_id",
+            (self.collector.site_id,),
+        )
+
+    def named(self, event: str) -> list[dict[str, Any]]:
+        return [e for e in self.events() if e["event"] == event]
+
+    def wait(self, check: Callable[[list[dict[str, Any]]], Any], timeout: float = 10.0) -> list[dict[str, Any]]:
+        """Poll the database until check(events) is truthy; return the events."""
+        deadline = time.monotonic() + timeout
+        while True:
+            rows = self.events()
+            if check(rows):
+                return rows
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out; stored: {[(r['type'], r['event']) for r in rows]}")
+            time.sleep(0.1)
+
+    def wait_for(self, event: str, count: int = 1, timeout: float = 10.0) -> list[dict[str, Any]]:
+        rows = self.wait(lambda rs: len([r for r in rs if r["event"] == event]) >= count, timeout)
+        return [r for r in rows if r["event"] == event]
+
+    def settle(self, seconds: float = 0.6) -> list[dict[str, Any]]:
+        """Give in-flight sends time to land, then read everything."""
+        self.page.evaluate("footfall('flush')")
+        time.sleep(seconds)
+        return self.events()
+
+
+@pytest.fixture
+def site(browser: Any, collector: Collector) -> Iterator[Site]:
+    context = browser.new_context(viewport={"width": 1000, "height": 700})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    yield Site(collector, context, page)
+    context.close()
+    assert not errors, errors
