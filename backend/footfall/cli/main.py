@@ -149,7 +149,7 @@ def cmd_failed_replay(args: argparse.Namespace) -> None:
     from footfall.storage.failed import replay_failed
 
     settings = _settings()
-    report = asyncio.run(replay_failed(_dsn(settings), build_pipeline(settings)))
+    report = asyncio.run(replay_failed(_dsn(settings), build_pipeline(settings), args.site_id))
     print(json.dumps(report.__dict__))
 
 
@@ -190,12 +190,12 @@ def parser() -> argparse.ArgumentParser:
         dest="failed", required=True
     )
     listing = failed.add_parser("list", help="list failed events")
-    listing.add_argument("--status", default="pending", choices=["pending", "replayed"])
+    listing.add_argument("--status", default="pending", choices=["pending", "replayed", "unreplayable"])
     listing.add_argument("--limit", type=int, default=50)
     listing.set_defaults(func=cmd_failed_list)
-    failed.add_parser("replay", help="re-validate and store what now passes").set_defaults(
-        func=cmd_failed_replay
-    )
+    replay = failed.add_parser("replay", help="re-validate and store what now passes")
+    replay.add_argument("--site-id", type=int, help="only this site's failed events")
+    replay.set_defaults(func=cmd_failed_replay)
     return root
 
 

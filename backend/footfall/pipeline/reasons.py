@@ -8,3 +8,9 @@ INVALID_TIMESTAMP = "invalid_timestamp"  # timestamp, originalTimestamp or sentA
 UNKNOWN_EVENT = "unknown_event"  # a track event with no registered schema
 UNKNOWN_SCHEMA_VERSION = "unknown_schema_version"  # context.schema names no such version
 INVALID_PROPERTIES = "invalid_properties"  # properties violate the event's schema
+
+# Failures that a schema change can fix; the others are stored as ``unreplayable``
+# (their raw message was cut down or is not a message at all).
+REPLAYABLE = frozenset(
+    {INVALID_MESSAGE, INVALID_TIMESTAMP, UNKNOWN_EVENT, UNKNOWN_SCHEMA_VERSION, INVALID_PROPERTIES}
+)

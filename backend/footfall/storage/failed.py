@@ -23,6 +23,7 @@ class ReplayReport:
 
 
 def list_failed(dsn: str, status: str = "pending", limit: int = 50) -> list[dict[str, Any]]:
+    """The oldest failed events with ``status`` (pending, replayed or unreplayable)."""
     with psycopg.connect(dsn) as conn, conn.cursor(row_factory=dict_row) as cur:
         cur.execute(
             "SELECT f.id, s.name AS site, f.message_id, f.received_at, f.reason, f.errors,"
@@ -37,11 +38,14 @@ SELECT_PENDING = (
     "SELECT f.id, f.raw, f.received_at, s.id AS site_id, s.name, s.write_key,"
     " s.allowed_origins, s.consent_mode, s.settings"
     " FROM failed_events f JOIN sites s ON s.id = f.site_id"
-    " WHERE f.status = 'pending' AND f.id > %s ORDER BY f.id LIMIT %s FOR UPDATE OF f SKIP LOCKED"
+    " WHERE f.status = 'pending' AND f.id > %s AND (%s::int IS NULL OR f.site_id = %s)"
+    " ORDER BY f.id LIMIT %s FOR UPDATE OF f SKIP LOCKED"
 )
 
 
-async def replay_failed(dsn: str, pipeline: Pipeline, batch_size: int = 500) -> ReplayReport:
+async def replay_failed(
+    dsn: str, pipeline: Pipeline, site_id: int | None = None, batch_size: int = 500
+) -> ReplayReport:
     """Re-validate pending failed events; store those that now pass, exactly once.
 
     Each chunk is one transaction: the events are inserted with ON CONFLICT DO
@@ -54,7 +58,7 @@ async def replay_failed(dsn: str, pipeline: Pipeline, batch_size: int = 500) -> 
         while True:
             async with conn.transaction():
                 async with conn.cursor(row_factory=dict_row) as cur:
-                    await cur.execute(SELECT_PENDING, (last_id, batch_size))
+                    await cur.execute(SELECT_PENDING, (last_id, site_id, site_id, batch_size))
                     pending = await cur.fetchall()
                 if not pending:
                     break

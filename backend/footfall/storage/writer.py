@@ -22,6 +22,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from footfall import __version__
+from footfall.pipeline.reasons import REPLAYABLE
 from footfall.pipeline.types import EVENT_COLUMNS, EventRow, Failure
 
 log = logging.getLogger(__name__)
@@ -49,9 +50,9 @@ INSERT_EVENTS = (
 )
 INSERT_FAILED = (
     "INSERT INTO failed_events (site_id, message_id, received_at, reason, errors, schema,"
-    " collector_version, raw) "
+    " collector_version, raw, status) "
     "SELECT * FROM unnest(%s::int[], %s::text[], %s::timestamptz[], %s::text[], %s::jsonb[],"
-    " %s::text[], %s::text[], %s::jsonb[]) "
+    " %s::text[], %s::text[], %s::jsonb[], %s::text[]) "
     "ON CONFLICT (site_id, message_id) DO NOTHING"
 )
 
@@ -107,6 +108,7 @@ def _failed_arrays(failures: Sequence[Failure]) -> list[list[Any]]:
         [f.schema for f in failures],
         [__version__] * len(failures),
         [_json(f.raw) for f in failures],
+        ["pending" if f.reason in REPLAYABLE else "unreplayable" for f in failures],
     ]
 
 
