@@ -15,11 +15,11 @@ from tests.support import (
     LOCAL_PG,
     Collector,
     ServerThread,
+    collector_settings,
     embedded_postgres,
     local_postgres_available,
     make_site,
     scratch_database,
-    collector_settings,
 )
 
 

@@ -101,9 +101,7 @@ def upgrade() -> None:
         sa.Column("raw", postgresql.JSONB(), nullable=False),
         sa.Column("status", sa.Text(), server_default=sa.text("'pending'"), nullable=False),
         sa.Column("replayed_at", TZ),
-        sa.ForeignKeyConstraint(
-            ["site_id"], ["sites.id"], name="fk_failed_events_site_id_sites"
-        ),
+        sa.ForeignKeyConstraint(["site_id"], ["sites.id"], name="fk_failed_events_site_id_sites"),
         sa.PrimaryKeyConstraint("id", name="pk_failed_events"),
         sa.UniqueConstraint("site_id", "message_id", name="uq_failed_events_site_id_message_id"),
     )

@@ -39,8 +39,13 @@ def _post(collector: Collector, body, path="/v1/batch", **kwargs) -> httpx.Respo
 
 
 def test_batch_posted_twice_is_stored_once(collector: Collector) -> None:
-    batch = {"batch": [_click(), _click(), {"type": "page", "anonymousId": "anon-1",
-                                            "messageId": str(uuid.uuid4())}]}
+    batch = {
+        "batch": [
+            _click(),
+            _click(),
+            {"type": "page", "anonymousId": "anon-1", "messageId": str(uuid.uuid4())},
+        ]
+    }
     first = _post(collector, batch)
     second = _post(collector, batch)
     assert first.status_code == 200, first.text
@@ -85,7 +90,9 @@ def test_invalid_message_fails_alone_with_its_error_paths(collector: Collector) 
     assert body["accepted"] == 2
     failed = {f["index"]: f for f in body["failed"]}
     assert failed[1]["reason"] == "invalid_properties"
-    assert failed[1]["errors"] == [{"path": "/properties/tag", "message": "7 is not of type 'string'"}]
+    assert failed[1]["errors"] == [
+        {"path": "/properties/tag", "message": "7 is not of type 'string'"}
+    ]
     assert failed[1]["messageId"] == bad["messageId"]
     assert failed[3]["reason"] == "unknown_event"
     assert failed[4]["reason"] == "not_an_object"
@@ -104,12 +111,18 @@ def test_invalid_message_fails_alone_with_its_error_paths(collector: Collector) 
 def test_missing_ids_and_bad_types_are_reported(collector: Collector) -> None:
     response = _post(
         collector,
-        {"batch": [
-            {"type": "track", "event": "Element Clicked", "properties": {"selector": "a", "tag": "a"}},
-            {"type": "bogus", "anonymousId": "a"},
-            {"type": "page", "anonymousId": {"x": 1}},
-            {"type": "page", "anonymousId": "a", "timestamp": "yesterday-ish"},
-        ]},
+        {
+            "batch": [
+                {
+                    "type": "track",
+                    "event": "Element Clicked",
+                    "properties": {"selector": "a", "tag": "a"},
+                },
+                {"type": "bogus", "anonymousId": "a"},
+                {"type": "page", "anonymousId": {"x": 1}},
+                {"type": "page", "anonymousId": "a", "timestamp": "yesterday-ish"},
+            ]
+        },
     )
     reasons = [
         (f["index"], f["reason"], [e["path"] for e in f["errors"]])
@@ -121,7 +134,9 @@ def test_missing_ids_and_bad_types_are_reported(collector: Collector) -> None:
         (2, "invalid_message", ["", "/anonymousId"]),
         (3, "invalid_timestamp", ["/timestamp"]),
     ]
-    assert response.json()["failed"][0]["errors"][0]["message"] == "anonymousId or userId is required"
+    assert (
+        response.json()["failed"][0]["errors"][0]["message"] == "anonymousId or userId is required"
+    )
 
 
 def test_single_message_endpoints_long_and_short_paths(collector: Collector) -> None:
@@ -147,14 +162,20 @@ def test_single_message_endpoints_long_and_short_paths(collector: Collector) -> 
     assert response.json()["accepted"] == 1
     types = [r["type"] for r in collector.events()]
     assert sorted(types) == sorted(
-        ["track"] * 3 + ["page"] * 2 + ["identify"] * 2 + ["screen"] * 2 + ["group"] * 2
+        ["track"] * 3
+        + ["page"] * 2
+        + ["identify"] * 2
+        + ["screen"] * 2
+        + ["group"] * 2
         + ["alias"] * 2
     )
 
 
 def test_write_key_by_basic_header_or_body(collector: Collector) -> None:
     url = collector.base_url + "/v1/batch"
-    by_header = httpx.post(url, json={"batch": [_click()]}, headers={"X-Write-Key": collector.write_key})
+    by_header = httpx.post(
+        url, json={"batch": [_click()]}, headers={"X-Write-Key": collector.write_key}
+    )
     by_body = httpx.post(url, json={"batch": [_click()], "writeKey": collector.write_key})
     by_basic = httpx.post(url, json={"batch": [_click()]}, auth=(collector.write_key, ""))
     assert [r.status_code for r in (by_header, by_body, by_basic)] == [200, 200, 200]
@@ -230,7 +251,9 @@ def _check_cors(base_url: str, dsn: str) -> None:
     )
     assert denied.status_code == 403
     assert "access-control-allow-origin" not in denied.headers
-    assert query(dsn, "SELECT count(*) AS n FROM events WHERE site_id = %s", (site_id,))[0]["n"] == 1
+    assert (
+        query(dsn, "SELECT count(*) AS n FROM events WHERE site_id = %s", (site_id,))[0]["n"] == 1
+    )
 
     preflight = httpx.options(
         url,
@@ -249,15 +272,21 @@ def _check_cors(base_url: str, dsn: str) -> None:
 
 
 def test_pixel_endpoint_answers_a_gif_and_stores(collector: Collector) -> None:
-    message = {"anonymousId": "px-1", "name": "Landing", "messageId": str(uuid.uuid4()),
-               "writeKey": collector.write_key}
+    message = {
+        "anonymousId": "px-1",
+        "name": "Landing",
+        "messageId": str(uuid.uuid4()),
+        "writeKey": collector.write_key,
+    }
     data = base64.urlsafe_b64encode(json.dumps(message).encode()).decode().rstrip("=")
     response = httpx.get(collector.base_url + "/v1/pixel/page", params={"data": data})
     assert response.status_code == 200
     assert response.headers["content-type"] == "image/gif"
     assert response.content.startswith(b"GIF89a")
     rows = collector.events()
-    assert [(r["type"], r["event"], r["anonymous_id"]) for r in rows] == [("page", "Landing", "px-1")]
+    assert [(r["type"], r["event"], r["anonymous_id"]) for r in rows] == [
+        ("page", "Landing", "px-1")
+    ]
 
 
 def test_no_raw_ip_or_user_id_stored(collector: Collector) -> None:

@@ -74,7 +74,9 @@ def test_gzip_bomb_is_refused_without_buffering(collector: Collector) -> None:
 
 
 def test_corrupt_gzip_and_unknown_encoding(collector: Collector) -> None:
-    assert _post_raw(collector, b"not gzip", headers={"Content-Encoding": "gzip"}).status_code == 400
+    assert (
+        _post_raw(collector, b"not gzip", headers={"Content-Encoding": "gzip"}).status_code == 400
+    )
     assert _post_raw(collector, b"{}", headers={"Content-Encoding": "br"}).status_code == 415
 
 
@@ -164,7 +166,11 @@ def test_wrong_origin_is_403(collector: Collector) -> None:
 
 def test_collector_healthy_after_abuse(collector: Collector) -> None:
     for content in (b"{", b"[" * 100000, gzip.compress(b"x" * 10_000_000)):
-        _post_raw(collector, content, headers={"Content-Encoding": "gzip"} if content[:2] == b"\x1f\x8b" else None)
+        _post_raw(
+            collector,
+            content,
+            headers={"Content-Encoding": "gzip"} if content[:2] == b"\x1f\x8b" else None,
+        )
     assert httpx.get(collector.base_url + "/healthz").status_code == 200
     ok = _post_raw(collector, json.dumps({"batch": [_msg()]}).encode())
     assert ok.status_code == 200 and ok.json()["accepted"] == 1

@@ -71,11 +71,15 @@ def test_replay_after_adding_the_schema_stores_once(collector: Collector, tmp_pa
 def test_running_collector_picks_up_new_schema_files(collector: Collector, tmp_path: Path) -> None:
     schema_dir = tmp_path / "live"
     _, key = collector.make_site(settings={"schema_dir": str(schema_dir)})
-    first = httpx.post(collector.base_url + "/v1/batch", json={"batch": [_signup()]}, auth=(key, ""))
+    first = httpx.post(
+        collector.base_url + "/v1/batch", json={"batch": [_signup()]}, auth=(key, "")
+    )
     assert first.json()["failed"][0]["reason"] == "unknown_event"
     (schema_dir / "signed_up").mkdir(parents=True)
     (schema_dir / "signed_up" / "1-0-0.json").write_text(json.dumps(SIGNUP_SCHEMA))
-    second = httpx.post(collector.base_url + "/v1/batch", json={"batch": [_signup()]}, auth=(key, ""))
+    second = httpx.post(
+        collector.base_url + "/v1/batch", json={"batch": [_signup()]}, auth=(key, "")
+    )
     assert second.json()["accepted"] == 1
 
 

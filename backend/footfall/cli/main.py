@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import sys
@@ -150,7 +151,7 @@ def cmd_failed_replay(args: argparse.Namespace) -> None:
 
     settings = _settings()
     report = asyncio.run(replay_failed(_dsn(settings), build_pipeline(settings), args.site_id))
-    print(json.dumps(report.__dict__))
+    print(json.dumps(dataclasses.asdict(report)))
 
 
 def parser() -> argparse.ArgumentParser:
@@ -190,7 +191,9 @@ def parser() -> argparse.ArgumentParser:
         dest="failed", required=True
     )
     listing = failed.add_parser("list", help="list failed events")
-    listing.add_argument("--status", default="pending", choices=["pending", "replayed", "unreplayable"])
+    listing.add_argument(
+        "--status", default="pending", choices=["pending", "replayed", "unreplayable"]
+    )
     listing.add_argument("--limit", type=int, default=50)
     listing.set_defaults(func=cmd_failed_list)
     replay = failed.add_parser("replay", help="re-validate and store what now passes")

@@ -85,7 +85,7 @@ class EventRow:
 EVENT_COLUMNS: tuple[str, ...] = tuple(
     name
     for name in EventRow.__slots__
-    if name != "index"  # type: ignore[attr-defined]
+    if name != "index"
 )
 
 
