@@ -16,7 +16,7 @@ from footfall.api import health, ingest, site_assets
 from footfall.api.auth import cors_headers
 from footfall.errors import FootfallError
 from footfall.pipeline.privacy import PiiKey
-from footfall.pipeline.process import Limits, Pipeline
+from footfall.pipeline.process import Limits, Pipeline, privacy_step
 from footfall.schemas.registry import SchemaRegistry
 from footfall.settings import Settings
 from footfall.state import AppState
@@ -30,14 +30,16 @@ log = logging.getLogger("footfall")
 
 def build_pipeline(settings: Settings) -> Pipeline:
     """The pipeline as configured (shared by the app and ``footfall failed replay``)."""
+    pii_key = PiiKey(settings.pii_key_id, settings.pii_key.encode())
     return Pipeline(
         registry=SchemaRegistry(settings.schema_dir, settings.schema_reload_s),
-        pii_key=PiiKey(settings.pii_key_id, settings.pii_key.encode()),
+        pii_key=pii_key,
         limits=Limits(
             max_message_bytes=settings.max_message_bytes,
             max_json_depth=settings.max_json_depth,
             max_string_length=settings.max_string_length,
         ),
+        steps=[privacy_step(pii_key)],
     )
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 
+from footfall.storage import migrate
 from tests.support import Collector, query, scratch_database
 
 
@@ -29,7 +30,7 @@ def footfall(*args: str, dsn: str, check: bool = True) -> subprocess.CompletedPr
 def test_migrate_and_sites(admin_dsn: str) -> None:
     with scratch_database(admin_dsn) as dsn:
         out = footfall("migrate", dsn=dsn).stdout
-        assert "database at 20261122_1200" in out
+        assert f"database at {migrate.head_revision()}" in out
         created = footfall(
             "sites", "create", "shop", "--origin", "https://shop.example", dsn=dsn
         ).stdout

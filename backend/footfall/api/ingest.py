@@ -83,6 +83,7 @@ async def _ingest(
         batch_context=batch_context if isinstance(batch_context, dict) else None,
         batch_sent_at=sent_at,
         default_type=default_type,
+        headers=request.headers,
     )
     plan = state.pipeline.run(messages, ctx)
     try:

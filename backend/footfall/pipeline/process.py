@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,7 +11,7 @@ import orjson
 from footfall.pipeline import reasons
 from footfall.pipeline.normalize import message_id, to_row
 from footfall.pipeline.privacy import PiiKey, pseudonymize
-from footfall.pipeline.types import BatchPlan, Failure, RequestContext
+from footfall.pipeline.types import BatchPlan, Draft, Failure, Refused, RequestContext
 from footfall.pipeline.validate import Invalid, check_limits, validate
 from footfall.schemas.registry import SchemaRegistry
 
@@ -22,13 +23,32 @@ class Limits:
     max_string_length: int = 8192
 
 
+# A pure step between validation and storage: reads the draft and the request,
+# rewrites the draft, or raises Refused. No I/O.
+Step = Callable[[Draft, RequestContext], None]
+
+
+def privacy_step(key: PiiKey) -> Step:
+    """Pseudonymize identifiers and PII traits; drop the raw IP."""
+
+    def step(draft: Draft, ctx: RequestContext) -> None:
+        draft.message = pseudonymize(draft.message, key)
+
+    return step
+
+
 @dataclass(frozen=True, slots=True)
 class Pipeline:
-    """The configured steps; one per process, shared by every request."""
+    """Validation, then the configured steps; one per process, shared by every request.
+
+    ``steps`` run in order after validation (consent → privacy → enrich, see
+    app.build_pipeline). Limits and validation always come first.
+    """
 
     registry: SchemaRegistry
     pii_key: PiiKey
     limits: Limits = Limits()
+    steps: Sequence[Step] = ()
 
     def run(self, messages: list[Any], ctx: RequestContext) -> BatchPlan:
         """Every message ends as exactly one of: a row, a failure, a refusal count."""
@@ -64,8 +84,15 @@ class Pipeline:
                     reasons.TOO_LARGE,
                     [{"path": "", "message": f"{size} bytes > {self.limits.max_message_bytes}"}],
                 )
-            schema_key = validate(message, site, self.registry)
-            row = to_row(pseudonymize(message, self.pii_key), ctx, schema_key, msg_id)
+            draft = Draft(message, validate(message, site, self.registry))
+            for step in self.steps:
+                step(draft, ctx)
+            row = to_row(draft.message, ctx, draft.schema, msg_id)
+            for column, value in draft.columns.items():
+                setattr(row, column, value)
+        except Refused as refused:
+            plan.refused[refused.reason] = plan.refused.get(refused.reason, 0) + 1
+            return
         except Invalid as invalid:
             plan.failures.append(
                 self._failure(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -42,6 +43,30 @@ class RequestContext:
     batch_context: dict[str, Any] | None = None
     batch_sent_at: Any = None
     default_type: str | None = None  # set by the single-message endpoints (/v1/track …)
+    # Request headers (lower-case names) the steps may read: Sec-GPC, DNT, client hints.
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Draft:
+    """A validated message on its way through the steps.
+
+    A step may replace ``message`` (e.g. pseudonymized) and add ``columns``:
+    values for ``events`` columns it computed (device, geo, ...), applied to
+    the row by name.
+    """
+
+    message: dict[str, Any]
+    schema: str | None
+    columns: dict[str, Any] = field(default_factory=dict)
+
+
+class Refused(Exception):
+    """A documented rule refuses the message (consent, bot, ...): counted, not stored."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 @dataclass(slots=True)
@@ -82,11 +107,7 @@ class EventRow:
     index: int = -1  # position in the request's batch (not stored)
 
 
-EVENT_COLUMNS: tuple[str, ...] = tuple(
-    name
-    for name in EventRow.__slots__
-    if name != "index"
-)
+EVENT_COLUMNS: tuple[str, ...] = tuple(name for name in EventRow.__slots__ if name != "index")
 
 
 @dataclass(slots=True)

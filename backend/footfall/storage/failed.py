@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,7 +12,7 @@ from psycopg.types.json import Json
 
 from footfall.pipeline.process import Pipeline
 from footfall.pipeline.types import RequestContext, Site
-from footfall.storage.writer import insert_messages
+from footfall.storage.writer import TxStep, store_messages
 
 
 @dataclass(slots=True)
@@ -44,7 +45,11 @@ SELECT_PENDING = (
 
 
 async def replay_failed(
-    dsn: str, pipeline: Pipeline, site_id: int | None = None, batch_size: int = 500
+    dsn: str,
+    pipeline: Pipeline,
+    site_id: int | None = None,
+    batch_size: int = 500,
+    steps: Sequence[TxStep] = (),
 ) -> ReplayReport:
     """Re-validate pending failed events; store those that now pass, exactly once.
 
@@ -81,7 +86,7 @@ async def replay_failed(
                         passed.append(record["id"])
                     elif plan.failures:
                         failing.append((record["id"], plan.failures[0]))
-                inserted = await insert_messages(conn, rows, [])
+                inserted = await store_messages(conn, rows, [], steps)
                 report.stored += len(inserted)
                 report.duplicates += len(rows) - len(inserted)
                 report.still_failing += len(failing)

@@ -13,32 +13,32 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.postgresql import JSONB
 
 from footfall import __version__
 from footfall.pipeline.reasons import REPLAYABLE
 from footfall.pipeline.types import EVENT_COLUMNS, EventRow, Failure
+from footfall.storage import tables
 
 log = logging.getLogger(__name__)
 
-_JSON_COLUMNS = frozenset({"context", "properties", "traits"})
-_TIME_COLUMNS = frozenset({"timestamp", "original_timestamp", "sent_at", "received_at"})
+_JSON_COLUMNS = frozenset(c.name for c in tables.events.columns if isinstance(c.type, JSONB))
 
 
 def _array_type(column: str) -> str:
-    if column == "site_id":
-        return "int[]"
-    if column in _JSON_COLUMNS:
+    """The PostgreSQL array type to send a column's values as (from the table definition)."""
+    kind = tables.events.c[column].type
+    if isinstance(kind, JSONB):
         return "jsonb[]"
-    if column in _TIME_COLUMNS:
-        return "timestamptz[]"
-    return "text[]"
+    return f"{kind.compile(dialect=postgresql.dialect())}[]".lower()
 
 
 # unnest() of one array per column turns the whole group into one INSERT.
@@ -112,6 +112,27 @@ def _failed_arrays(failures: Sequence[Failure]) -> list[list[Any]]:
     ]
 
 
+# Work done in the writer's transaction for the rows that were new (never for a
+# duplicate, so rollups stay exact under retries): sessions, identities, the
+# consent ledger ... Steps run in order and must not commit.
+TxStep = Callable[[psycopg.AsyncConnection[Any], Sequence[EventRow]], Awaitable[None]]
+
+
+async def store_messages(
+    conn: psycopg.AsyncConnection[Any],
+    rows: Sequence[EventRow],
+    failures: Sequence[Failure],
+    steps: Sequence[TxStep] = (),
+) -> set[tuple[int, str]]:
+    """Insert rows and failures, run ``steps`` on the new rows; the caller's transaction."""
+    inserted = await insert_messages(conn, rows, failures)
+    if steps and inserted:
+        new_rows = [row for row in rows if (row.site_id, row.message_id) in inserted]
+        for step in steps:
+            await step(conn, new_rows)
+    return inserted
+
+
 async def insert_messages(
     conn: psycopg.AsyncConnection[Any], rows: Sequence[EventRow], failures: Sequence[Failure]
 ) -> set[tuple[int, str]]:
@@ -136,8 +157,10 @@ class Writer:
         max_batch: int = 2000,
         linger_ms: float = 2.0,
         queue_max: int = 50_000,
+        steps: Sequence[TxStep] = (),
     ) -> None:
         self._pool = pool
+        self._steps = steps
         self._max_batch = max_batch
         self._linger = linger_ms / 1000
         self._queue_max = queue_max
@@ -247,7 +270,7 @@ class Writer:
                     rows.append(row)
         failures = [failure for job in group for failure in job.failures]
         async with self._pool.connection() as conn, conn.transaction():
-            inserted = await insert_messages(conn, rows, failures)
+            inserted = await store_messages(conn, rows, failures, self._steps)
         outcomes = []
         for job in group:
             outcome = WriteOutcome()
