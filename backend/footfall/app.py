@@ -23,7 +23,7 @@ from footfall.state import AppState
 from footfall.storage import migrate
 from footfall.storage.engine import create_pool, resolve_database_url
 from footfall.storage.sites import SiteCache, ensure_demo_site
-from footfall.storage.writer import Writer
+from footfall.storage.writer import TxStep, Writer
 
 log = logging.getLogger("footfall")
 
@@ -43,6 +43,11 @@ def build_pipeline(settings: Settings) -> Pipeline:
     )
 
 
+def build_tx_steps(settings: Settings) -> list[TxStep]:
+    """What the writer does in its transaction for new rows (also used by replay)."""
+    return []
+
+
 def create_app(settings: Settings | None = None, *, migrate_on_start: bool = True) -> FastAPI:
     """Build the collector app; the lifespan opens the pool, writer and registry."""
     settings = settings or Settings()
@@ -59,6 +64,7 @@ def create_app(settings: Settings | None = None, *, migrate_on_start: bool = Tru
             max_batch=settings.writer_max_batch,
             linger_ms=settings.writer_linger_ms,
             queue_max=settings.writer_queue_max,
+            steps=build_tx_steps(settings),
         )
         writer.start()
         state = AppState(

@@ -146,11 +146,18 @@ def cmd_failed_list(args: argparse.Namespace) -> None:
 
 
 def cmd_failed_replay(args: argparse.Namespace) -> None:
-    from footfall.app import build_pipeline
+    from footfall.app import build_pipeline, build_tx_steps
     from footfall.storage.failed import replay_failed
 
     settings = _settings()
-    report = asyncio.run(replay_failed(_dsn(settings), build_pipeline(settings), args.site_id))
+    report = asyncio.run(
+        replay_failed(
+            _dsn(settings),
+            build_pipeline(settings),
+            args.site_id,
+            steps=build_tx_steps(settings),
+        )
+    )
     print(json.dumps(dataclasses.asdict(report)))
 
 

@@ -59,6 +59,9 @@ class Draft:
     message: dict[str, Any]
     schema: str | None
     columns: dict[str, Any] = field(default_factory=dict)
+    # Set by the consent step when the message may only be kept without identifiers:
+    # later steps keep nothing that links it to a person (geo: country only).
+    anonymous: bool = False
 
 
 class Refused(Exception):
