@@ -1,4 +1,8 @@
-"""The FastAPI application, built by :func:`create_app`; nothing happens at import time."""
+"""The FastAPI application, built by :func:`create_app`; nothing happens at import time.
+
+Several engineers edit this file concurrently: read DEVELOPING.md at the repository root
+(rules, extension points, migration ids) before changing it.
+"""
 
 from __future__ import annotations
 
