@@ -12,7 +12,7 @@ from footfall.pipeline import reasons
 from footfall.pipeline.normalize import message_id, to_row
 from footfall.pipeline.privacy import PiiKey, pseudonymize
 from footfall.pipeline.types import BatchPlan, Draft, Failure, Refused, RequestContext
-from footfall.pipeline.validate import Invalid, check_limits, validate
+from footfall.pipeline.validate import Invalid, limit_errors, validate
 from footfall.schemas.registry import SchemaRegistry
 
 
@@ -62,7 +62,13 @@ class Pipeline:
         site = ctx.site
         message = self._with_request_defaults(raw, ctx) if isinstance(raw, dict) else raw
         # Limits come first: nothing below may recurse into an unbounded structure.
-        errors = check_limits(message, self.limits.max_json_depth, self.limits.max_string_length)
+        try:
+            encoded: bytes | None = orjson.dumps(message)
+        except TypeError:  # orjson's own recursion limit: far too deep
+            encoded = None
+        errors = limit_errors(
+            message, encoded, self.limits.max_json_depth, self.limits.max_string_length
+        )
         if errors:
             stub = _scalar_fields(message)
             plan.failures.append(
@@ -78,7 +84,7 @@ class Pipeline:
             return
         msg_id = message_id(message, site.id)
         try:
-            size = len(orjson.dumps(message))
+            size = len(encoded or b"")
             if size > self.limits.max_message_bytes:
                 raise Invalid(
                     reasons.TOO_LARGE,

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
 from footfall.pipeline import reasons
 from footfall.pipeline.types import Site
-from footfall.schemas.registry import SchemaRegistry
+from footfall.schemas.registry import SchemaRegistry, Validator
 
 MAX_ERRORS = 20
 
@@ -61,6 +60,27 @@ def check_limits(message: Any, max_depth: int, max_string: int) -> list[dict[str
     return errors
 
 
+def limit_errors(
+    message: Any, encoded: bytes | None, max_depth: int, max_string: int
+) -> list[dict[str, str]]:
+    """:func:`check_limits`, skipping the walk when the serialized form proves it unneeded.
+
+    A message whose JSON is shorter than ``max_string`` cannot hold a longer
+    string, and one with at most ``max_depth`` brackets cannot nest deeper, so
+    the typical message (a few hundred bytes, a handful of objects) costs two
+    C-level byte scans instead of a Python walk. ``encoded`` is None when the
+    serializer refused (too deep for it): then walk.
+    """
+    if (
+        encoded is not None
+        and b"\\u0000" not in encoded
+        and len(encoded) <= max_string
+        and encoded.count(b"{") + encoded.count(b"[") <= max_depth
+    ):
+        return []
+    return check_limits(message, max_depth, max_string)
+
+
 def _describe(error: ValidationError, prefix: tuple[Any, ...]) -> dict[str, str]:
     if error.validator == "anyOf" and not error.absolute_path:
         text = "anonymousId or userId is required"
@@ -72,9 +92,12 @@ def _describe(error: ValidationError, prefix: tuple[Any, ...]) -> dict[str, str]
 
 
 def _errors(
-    validator: Draft202012Validator, instance: Any, prefix: tuple[Any, ...] = ()
+    validator: Validator, instance: Any, prefix: tuple[Any, ...] = ()
 ) -> list[dict[str, str]]:
-    found = sorted(validator.iter_errors(instance), key=lambda e: list(map(str, e.absolute_path)))
+    found = validator.errors(instance)
+    if not found:
+        return []
+    found.sort(key=lambda e: list(map(str, e.absolute_path)))
     return [_describe(error, prefix) for error in found[:MAX_ERRORS]]
 
 

@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import jsonschema_rs
 from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
+from jsonschema.exceptions import SchemaError, ValidationError
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
@@ -41,6 +42,41 @@ def schemaver(text: str) -> tuple[int, int, int]:
     return model, revision, addition
 
 
+class Validator:
+    """A Draft 2020-12 validator: compiled to decide, the reference implementation to explain.
+
+    jsonschema-rs decides validity in well under a microsecond per message (the
+    pure-Python validator takes ~100 us, most of the pipeline's time). Only a
+    message it rejects goes through ``jsonschema`` for the error list, so the
+    reported paths and messages are the reference implementation's. Should the
+    two ever disagree on a rejection, the reference implementation wins.
+    """
+
+    __slots__ = ("_decide", "_explain")
+
+    def __init__(
+        self,
+        schema: dict[str, Any],
+        resources: list[tuple[str, dict[str, Any]]] | None = None,
+    ) -> None:
+        py_registry: Registry = Registry().with_resources(
+            (uri, Resource.from_contents(contents, DRAFT202012))
+            for uri, contents in (resources or [])
+        )
+        self._explain = Draft202012Validator(schema, registry=py_registry)
+        self._decide = jsonschema_rs.Draft202012Validator(
+            schema,
+            registry=jsonschema_rs.Registry(resources) if resources else None,
+            validate_formats=False,  # as jsonschema without a FormatChecker
+        )
+
+    def errors(self, instance: Any) -> list[ValidationError]:
+        """Every error, or an empty list when ``instance`` is valid."""
+        if self._decide.is_valid(instance):
+            return []
+        return list(self._explain.iter_errors(instance))
+
+
 @dataclass(frozen=True, slots=True)
 class EventSchema:
     """One version of one event's properties schema."""
@@ -48,7 +84,7 @@ class EventSchema:
     slug: str
     version: str
     schema: dict[str, Any]
-    validator: Draft202012Validator
+    validator: Validator
     source: Path
 
     @property
@@ -90,7 +126,7 @@ def load_event_dir(directory: Path) -> dict[str, dict[str, EventSchema]]:
             slug=slug,
             version=version,
             schema=schema,
-            validator=Draft202012Validator(schema),
+            validator=Validator(schema),
             source=path,
         )
     return found
@@ -111,19 +147,15 @@ class SchemaRegistry:
             self._refresh(self._global)
 
     @staticmethod
-    def _load_message_validators() -> dict[str, Draft202012Validator]:
-        resources = []
-        schemas = {}
-        for kind in ("envelope", *MESSAGE_TYPES):
-            schema = json.loads((BUILTIN_DIR / "messages" / kind / "1-0-0.json").read_text())
-            schemas[kind] = schema
-            resources.append((schema["$id"], Resource.from_contents(schema, DRAFT202012)))
-        registry: Registry = Registry().with_resources(resources)
-        return {
-            kind: Draft202012Validator(schemas[kind], registry=registry) for kind in MESSAGE_TYPES
+    def _load_message_validators() -> dict[str, Validator]:
+        schemas = {
+            kind: json.loads((BUILTIN_DIR / "messages" / kind / "1-0-0.json").read_text())
+            for kind in ("envelope", *MESSAGE_TYPES)
         }
+        resources = [(schema["$id"], schema) for schema in schemas.values()]
+        return {kind: Validator(schemas[kind], resources) for kind in MESSAGE_TYPES}
 
-    def message_validator(self, message_type: str) -> Draft202012Validator | None:
+    def message_validator(self, message_type: str) -> Validator | None:
         return self._message_validators.get(message_type)
 
     def _refresh(self, layer: _Layer) -> None:
