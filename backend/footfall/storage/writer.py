@@ -239,9 +239,10 @@ class Writer:
                 if not job.future.done():
                     job.future.set_exception(StorageUnavailable(str(exc)))
             return
-        except psycopg.Error:
-            # One request's data broke the statement: commit each request alone so
-            # the others still succeed and only the culprit gets an error.
+        except Exception:
+            # One request's data broke the statement (or a bug did): commit each
+            # request alone so the others still succeed and only the culprit gets
+            # an error. The loop itself must never die, or every request would hang.
             log.exception("group commit failed; retrying requests one by one")
             for job in group:
                 try:

@@ -1,0 +1,123 @@
+"""The group-commit writer on its own: grouping, exactly-once, isolation of a bad request."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+
+from footfall.pipeline.types import EventRow, Failure
+from footfall.settings import Settings
+from footfall.storage.engine import create_pool
+from footfall.storage.writer import Writer, WriterClosed
+from tests.support import make_site, query
+
+
+def _row(site_id: int, message_id: str | None = None) -> EventRow:
+    now = datetime.now(UTC)
+    values = dict.fromkeys(EventRow.__slots__)  # every column None
+    values.update(
+        site_id=site_id,
+        message_id=message_id or str(uuid.uuid4()),
+        type="track",
+        event="Element Clicked",
+        timestamp=now,
+        received_at=now,
+        context={},
+        properties={"n": 1},
+    )
+    values.pop("index")
+    return EventRow(**values)
+
+
+async def _with_writer(dsn: str, body, **writer_kwargs):
+    pool = create_pool(dsn, Settings(database_url=dsn, pool_timeout_s=5))
+    await pool.open(wait=True)
+    writer = Writer(pool, **writer_kwargs)
+    writer.start()
+    try:
+        return await body(writer)
+    finally:
+        await writer.close()
+        await pool.close()
+
+
+def test_concurrent_requests_share_commits_and_dedup(database: str) -> None:
+    site_id, _ = make_site(database)
+    shared = [_row(site_id) for _ in range(10)]
+
+    async def body(writer: Writer):
+        requests = [[*shared, _row(site_id)] for _ in range(50)]
+        outcomes = await asyncio.gather(*(writer.write(rows, []) for rows in requests))
+        return outcomes, writer.commits
+
+    outcomes, commits = asyncio.run(_with_writer(database, body, linger_ms=5))
+    assert sum(len(o.inserted) for o in outcomes) == 10 + 50
+    assert sum(len(o.duplicates) for o in outcomes) == 49 * 10
+    assert commits < 50  # grouped: fewer transactions than requests
+    count = query(database, "SELECT count(*) AS n FROM events WHERE site_id = %s", (site_id,))
+    assert count[0]["n"] == 60
+
+
+def test_bad_request_does_not_fail_the_others(database: str) -> None:
+    site_id, _ = make_site(database)
+    broken = _row(site_id)
+    broken.type = None  # violates NOT NULL: the whole group's INSERT fails
+
+    async def body(writer: Writer):
+        return await asyncio.gather(
+            writer.write([_row(site_id)], []),
+            writer.write([broken], []),
+            writer.write([_row(site_id)], []),
+            return_exceptions=True,
+        )
+
+    good1, bad, good2 = asyncio.run(_with_writer(database, body, linger_ms=20))
+    assert len(good1.inserted) == 1 and len(good2.inserted) == 1
+    assert isinstance(bad, Exception)
+    count = query(database, "SELECT count(*) AS n FROM events WHERE site_id = %s", (site_id,))
+    assert count[0]["n"] == 2
+
+
+def test_close_commits_in_flight_work_then_refuses(database: str) -> None:
+    site_id, _ = make_site(database)
+
+    async def body(writer: Writer):
+        pending = [asyncio.create_task(writer.write([_row(site_id)], [])) for _ in range(20)]
+        await asyncio.sleep(0)  # let them queue
+        await writer.close()
+        results = await asyncio.gather(*pending)
+        with pytest.raises(WriterClosed):
+            await writer.write([_row(site_id)], [])
+        return results
+
+    pool_results = asyncio.run(_with_writer(database, body, linger_ms=50))
+    assert sum(len(r.inserted) for r in pool_results) == 20
+    count = query(database, "SELECT count(*) AS n FROM events WHERE site_id = %s", (site_id,))
+    assert count[0]["n"] == 20
+
+
+def test_failures_are_stored_once(database: str) -> None:
+    site_id, _ = make_site(database)
+    failure = Failure(
+        index=0,
+        site_id=site_id,
+        message_id="f-1",
+        received_at=datetime.now(UTC),
+        reason="unknown_event",
+        errors=[{"path": "/event", "message": "no schema"}],
+        schema=None,
+        raw={"type": "track", "event": "Nope"},
+    )
+
+    async def body(writer: Writer):
+        await writer.write([], [failure])
+        await writer.write([], [failure])
+
+    asyncio.run(_with_writer(database, body))
+    rows = query(
+        database, "SELECT status, reason FROM failed_events WHERE site_id = %s", (site_id,)
+    )
+    assert rows == [{"status": "pending", "reason": "unknown_event"}]
