@@ -60,6 +60,35 @@ async def demo_page(request: Request) -> Response:
     return HTMLResponse(html, headers={"Cache-Control": "no-store"})
 
 
+@lru_cache(maxsize=1)
+def _sample_wav(seconds: int = 30, rate: int = 8000) -> bytes:
+    """A short generated tone, so the demo's media player needs no codec and no download."""
+    import io
+    import math
+    import wave
+
+    frames = bytes(
+        int(128 + 60 * math.sin(2 * math.pi * (220 + 110 * (i // (rate * 5) % 3)) * i / rate))
+        for i in range(seconds * rate)
+    )
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(1)
+        out.setframerate(rate)
+        out.writeframes(frames)
+    return buffer.getvalue()
+
+
+@router.get("/demo/sample.wav", include_in_schema=False)
+async def demo_media(request: Request) -> Response:
+    if not app_state(request).demo_write_key:
+        return Response(status_code=404)
+    return Response(
+        _sample_wav(), media_type="audio/wav", headers={"Cache-Control": "max-age=3600"}
+    )
+
+
 @router.get("/demo/api/events", include_in_schema=False)
 async def demo_events(request: Request, limit: int = 25) -> Response:
     state = app_state(request)
