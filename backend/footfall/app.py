@@ -16,40 +16,74 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from footfall import __version__
-from footfall.api import health, ingest, site_assets
+from footfall.api import admin, health, ingest, metrics, site_assets
 from footfall.api.auth import cors_headers
+from footfall.api.ratelimit import RateLimiter
 from footfall.errors import FootfallError
-from footfall.pipeline.privacy import PiiKey
-from footfall.pipeline.process import Limits, Pipeline, privacy_step
+from footfall.observability import RequestMiddleware
+from footfall.pipeline.consent import consent_step
+from footfall.pipeline.device import device_step
+from footfall.pipeline.geo import GeoLookup, GeoStep, open_geo
+from footfall.pipeline.identity import IdentityHygiene
+from footfall.pipeline.privacy import SaltRing, keyring_of, privacy_step
+from footfall.pipeline.process import Limits, Pipeline
+from footfall.pipeline.types import Draft, RequestContext
 from footfall.schemas.registry import SchemaRegistry
 from footfall.settings import Settings
 from footfall.state import AppState
-from footfall.storage import migrate
+from footfall.storage import migrate, partitions
+from footfall.storage.consent import record_consent
 from footfall.storage.engine import create_pool, resolve_database_url
+from footfall.storage.identity import identity_step
+from footfall.storage.salts import SaltStore, continue_visitors
+from footfall.storage.sessions import sessions_step
 from footfall.storage.sites import SiteCache, ensure_demo_site
 from footfall.storage.writer import TxStep, Writer
 
 log = logging.getLogger("footfall")
 
 
-def build_pipeline(settings: Settings) -> Pipeline:
-    """The pipeline as configured (shared by the app and ``footfall failed replay``)."""
-    pii_key = PiiKey(settings.pii_key_id, settings.pii_key.encode())
+def build_pipeline(
+    settings: Settings, *, salts: SaltRing | None = None, geo: GeoLookup | None = None
+) -> Pipeline:
+    """The pipeline as configured (shared by the app and ``footfall failed replay``).
+
+    ``salts``: the daily visitor salts the app keeps loaded (storage/salts.py);
+    without them (replay) no cookieless visitor hash is computed. ``geo``: the
+    GeoIP readers the lifespan opened; without them no geo columns.
+    """
+    pii_key = keyring_of(settings.pii_key_id, settings.pii_key).current
+    registry = SchemaRegistry(settings.schema_dir, settings.schema_reload_s)
+
+    def pii_rules(draft: Draft, ctx: RequestContext) -> tuple[tuple[tuple[str, ...], str], ...]:
+        return registry.pii_rules(draft.schema, ctx.site.schema_dir) if draft.schema else ()
+
     return Pipeline(
-        registry=SchemaRegistry(settings.schema_dir, settings.schema_reload_s),
+        registry=registry,
         pii_key=pii_key,
         limits=Limits(
             max_message_bytes=settings.max_message_bytes,
             max_json_depth=settings.max_json_depth,
             max_string_length=settings.max_string_length,
         ),
-        steps=[privacy_step(pii_key)],
+        steps=[
+            consent_step(pii_key),
+            IdentityHygiene(pii_key),  # before privacy: sees ids before they are hashed
+            privacy_step(
+                pii_key,
+                rules_for=pii_rules,
+                salts=salts,
+                extra_params=settings.extra_sensitive_params,
+            ),
+            device_step,
+            GeoStep(geo),
+        ],
     )
 
 
 def build_tx_steps(settings: Settings) -> list[TxStep]:
     """What the writer does in its transaction for new rows (also used by replay)."""
-    return []
+    return [record_consent, continue_visitors, identity_step, sessions_step]
 
 
 def create_app(settings: Settings | None = None, *, migrate_on_start: bool = True) -> FastAPI:
@@ -61,33 +95,45 @@ def create_app(settings: Settings | None = None, *, migrate_on_start: bool = Tru
         dsn = await asyncio.to_thread(resolve_database_url, settings)
         if migrate_on_start:
             await asyncio.to_thread(migrate.upgrade, dsn)
+        await asyncio.to_thread(partitions.ensure, dsn, settings.partition_months_ahead)
         pool = create_pool(dsn, settings)
         await pool.open(wait=True, timeout=30)
+        geo = await asyncio.to_thread(open_geo, settings.geoip_city_db, settings.geoip_asn_db)
         writer = Writer(
             pool,
             max_batch=settings.writer_max_batch,
             linger_ms=settings.writer_linger_ms,
             queue_max=settings.writer_queue_max,
             steps=build_tx_steps(settings),
+            on_commit=metrics.observe_commit,
         )
         writer.start()
+        salt_ring = SaltRing()
         state = AppState(
             settings=settings,
             dsn=dsn,
             pool=pool,
             writer=writer,
             sites=SiteCache(pool),
-            pipeline=build_pipeline(settings),
+            pipeline=build_pipeline(settings, salts=salt_ring, geo=geo),
+            salts=SaltStore(pool, salt_ring),
+            keyring=keyring_of(settings.pii_key_id, settings.pii_key, settings.previous_pii_keys),
             head_revision=migrate.head_revision(),
+            rate_limiter=RateLimiter.from_settings(settings, metrics.count_rate_limited),
         )
         if settings.demo_enabled:
             state.demo_write_key = await ensure_demo_site(pool)
         app.state.footfall = state
+        sampler = asyncio.create_task(metrics.sample_forever(state), name="footfall-metrics")
         try:
             yield
         finally:
+            sampler.cancel()
             await writer.close()  # commits and answers what is in flight
             await pool.close()
+            if geo is not None:
+                geo.close()
+            metrics.process_exited()
 
     app = FastAPI(
         title="Footfall collector",
@@ -107,8 +153,14 @@ def create_app(settings: Settings | None = None, *, migrate_on_start: bool = Tru
             {"error": exc.code, "detail": exc.detail}, status_code=exc.status, headers=headers
         )
 
+    app.add_middleware(
+        RequestMiddleware, log_requests=settings.access_log, on_response=metrics.observe_request
+    )
     app.include_router(ingest.router)
+    if settings.metrics_enabled:
+        app.include_router(metrics.router)
     app.include_router(health.router)
+    app.include_router(admin.router)
     app.include_router(site_assets.router)
     app.add_api_route(
         settings.tracker_path, site_assets.tracker_script, methods=["GET"], include_in_schema=False

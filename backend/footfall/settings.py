@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
@@ -49,6 +50,37 @@ class Settings(BaseSettings):
     # Pseudonymization key (HMAC-SHA256) and its id, stored with each hash.
     pii_key: str = DEV_PII_KEY
     pii_key_id: str = "k1"
+    # Retired keys kept for look-ups (erasure, export, the consent ledger) after a
+    # rotation: "id:secret,id:secret". See docs/privacy.md, key rotation.
+    pii_previous_keys: str = ""
+    # Peers whose X-Forwarded-For / Forwarded headers are believed: IPs or CIDRs, comma-separated.
+    trusted_proxies: str = ""
+    # Bearer token of the admin API (/admin/privacy/...); the API is off while unset.
+    admin_token: str | None = None
+    # Query parameter names removed from every URL, on top of the built-in list.
+    sensitive_params: str = ""
+
+    # Rate limits, token buckets in each worker process (so N workers allow N
+    # times as much); 0 disables. A site's settings may override them
+    # (rate_limit_per_s, rate_limit_burst, ip_rate_limit_per_s, ip_rate_limit_burst).
+    rate_limit_per_s: float = 0.0  # messages per second per site
+    rate_limit_burst: float = 0.0  # 0: twice the rate
+    ip_rate_limit_per_s: float = 0.0  # requests per second per client IP and site
+    ip_rate_limit_burst: float = 0.0
+    rate_limit_max_buckets: int = 100_000  # idle buckets are evicted past this
+    # (behind a load balancer, set FOOTFALL_TRUSTED_PROXIES so the client IP is right)
+
+    # Partitions of events created ahead (months after the current one) at start.
+    partition_months_ahead: int = 2
+
+    metrics_enabled: bool = True
+    log_format: Literal["json", "text"] = "json"
+    access_log: bool = True
+
+    # GeoIP (MaxMind GeoLite2/GeoIP2 .mmdb files, e.g. from `geoipupdate`): the City
+    # database enables geo enrichment; the ASN database adds geo_asn/geo_asn_org.
+    geoip_city_db: Path | None = None
+    geoip_asn_db: Path | None = None
 
     tracker_path: str = "/a/s.js"
     demo: bool | None = None  # default: on with the embedded database
@@ -65,6 +97,12 @@ class Settings(BaseSettings):
                 return "postgresql://" + value[len(prefix) :]
         return value
 
+    @field_validator("schema_dir", "geoip_city_db", "geoip_asn_db", mode="before")
+    @classmethod
+    def _empty_path_is_unset(cls, value: object) -> object:
+        """``FOOTFALL_GEOIP_CITY_DB=`` (as compose passes an unset variable) means none."""
+        return None if value == "" else value
+
     @field_validator("tracker_path")
     @classmethod
     def _path_starts_with_slash(cls, value: str) -> str:
@@ -72,15 +110,51 @@ class Settings(BaseSettings):
             raise ValueError("must start with '/'")
         return value
 
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _valid_networks(cls, value: str) -> str:
+        for part in _split(value):
+            ipaddress.ip_network(part, strict=False)  # ValueError names the bad entry
+        return value
+
     @model_validator(mode="after")
     def _refuse_default_secrets(self) -> Settings:
-        if self.env == "production" and self.pii_key == DEV_PII_KEY:
+        # "development" and "test" may run on the published key; nothing else may.
+        lenient = self.env in ("development", "test")
+        if not lenient and (not self.pii_key or self.pii_key == DEV_PII_KEY):
             raise ValueError(
-                "FOOTFALL_PII_KEY must be set to a secret (>= 32 random bytes) in production"
+                "FOOTFALL_PII_KEY must be set to a secret (>= 32 random bytes) outside development"
             )
-        if self.env == "production" and len(self.pii_key) < 32:
+        if not lenient and len(self.pii_key) < 32:
             raise ValueError("FOOTFALL_PII_KEY must be at least 32 characters")
+        if not self.pii_key_id or ":" in self.pii_key_id or "," in self.pii_key_id:
+            raise ValueError("FOOTFALL_PII_KEY_ID must be non-empty, without ':' or ','")
+        ids = [self.pii_key_id]
+        for key_id, secret in self.previous_pii_keys:
+            if not key_id or not secret or key_id in ids:
+                raise ValueError(
+                    "FOOTFALL_PII_PREVIOUS_KEYS must be 'id:secret,...' with ids unique"
+                    " and different from FOOTFALL_PII_KEY_ID"
+                )
+            if secret == DEV_PII_KEY and not lenient:
+                raise ValueError("FOOTFALL_PII_PREVIOUS_KEYS holds the development key")
+            ids.append(key_id)
+        if self.admin_token is not None and not lenient and len(self.admin_token) < 24:
+            raise ValueError("FOOTFALL_ADMIN_TOKEN must be at least 24 characters")
         return self
+
+    @property
+    def previous_pii_keys(self) -> list[tuple[str, str]]:
+        """``FOOTFALL_PII_PREVIOUS_KEYS`` as (key id, secret) pairs."""
+        pairs = []
+        for part in _split(self.pii_previous_keys):
+            key_id, _, secret = part.partition(":")
+            pairs.append((key_id.strip(), secret.strip()))
+        return pairs
+
+    @property
+    def extra_sensitive_params(self) -> frozenset[str]:
+        return frozenset(p.lower() for p in _split(self.sensitive_params))
 
     @property
     def embedded(self) -> bool:
@@ -89,3 +163,7 @@ class Settings(BaseSettings):
     @property
     def demo_enabled(self) -> bool:
         return self.embedded if self.demo is None else self.demo
+
+
+def _split(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]

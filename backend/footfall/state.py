@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from psycopg_pool import AsyncConnectionPool
 from starlette.requests import Request
 
+from footfall.api.ratelimit import RateLimiter
+from footfall.pipeline.privacy import Keyring
 from footfall.pipeline.process import Pipeline
 from footfall.settings import Settings
+from footfall.storage.salts import SaltStore
 from footfall.storage.sites import SiteCache
 from footfall.storage.writer import Writer
 
@@ -23,6 +26,10 @@ class AppState:
     pipeline: Pipeline
     head_revision: str | None
     demo_write_key: str | None = None
+    rate_limiter: RateLimiter = field(default_factory=RateLimiter)
+    # Privacy (issue 4): the visitor-hash salts kept loaded, the PII keys for look-ups.
+    salts: SaltStore | None = None
+    keyring: Keyring | None = None
 
 
 def app_state(request: Request) -> AppState:

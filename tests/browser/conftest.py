@@ -31,7 +31,11 @@ def browser() -> Iterator[Any]:
     with playwright_api.sync_playwright() as pw:
         b = pw.chromium.launch(
             executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-background-networking", "--autoplay-policy=no-user-gesture-required"],
+            args=[
+                "--no-sandbox",
+                "--disable-background-networking",
+                "--autoplay-policy=no-user-gesture-required",
+            ],
         )
         yield b
         b.close()
@@ -52,27 +56,44 @@ def snippet(tracker_url: str, options: dict[str, Any], before_init: str = "") ->
 
 @dataclass
 class Site:
-    """A test site on the collector's origin, with helpers to read what was stored."""
+    """A test site on the collector's origin, with helpers to read what was stored.
+
+    It has its own site row that accepts custom (undeclared) events too.
+    """
 
     collector: Collector
     context: Any
     page: Any
+    site_id: int
+    write_key: str
 
     @property
     def base(self) -> str:
         return self.collector.base_url
 
     def options(self, **extra: Any) -> dict[str, Any]:
-        return {"writeKey": self.collector.write_key, "endpoint": self.base, **FAST, **extra}
+        return {"writeKey": self.write_key, "endpoint": self.base, **FAST, **extra}
 
-    def serve(self, path: str, body: str, *, init: dict[str, Any] | None = None, head: str = "",
-              before_init: str = "", title: str = "Test page") -> str:
+    def serve(
+        self,
+        path: str,
+        body: str,
+        *,
+        init: dict[str, Any] | None = None,
+        head: str = "",
+        before_init: str = "",
+        title: str = "Test page",
+    ) -> str:
         """Serve an HTML page at base_url + path with the snippet; returns its URL."""
         tag = snippet(self.collector.tracker_url, self.options(**(init or {})), before_init)
-        html = (f"<!doctype html><html><head><meta charset=utf-8><title>{title}</title>{head}{tag}"
-                f"</head><body>{body}</body></html>")
+        html = (
+            f"<!doctype html><html><head><meta charset=utf-8><title>{title}</title>{head}{tag}"
+            f"</head><body style='margin:0'>{body}</body></html>"
+        )
         url = self.base + path
-        self.context.route(url, lambda route: route.fulfill(status=200, body=html, content_type="text/html"))
+        self.context.route(
+            url, lambda route: route.fulfill(status=200, body=html, content_type="text/html")
+        )
         return url
 
     def open(self, path: str, body: str = "", **kwargs: Any) -> Any:
@@ -84,13 +105,15 @@ class Site:
     def events(self) -> list[dict[str, Any]]:
         return self.collector.query(
             "SELECT * FROM events WHERE site_id = %s ORDER BY timestamp, message_id",
-            (self.collector.site_id,),
+            (self.site_id,),
         )
 
     def named(self, event: str) -> list[dict[str, Any]]:
         return [e for e in self.events() if e["event"] == event]
 
-    def wait(self, check: Callable[[list[dict[str, Any]]], Any], timeout: float = 10.0) -> list[dict[str, Any]]:
+    def wait(
+        self, check: Callable[[list[dict[str, Any]]], Any], timeout: float = 10.0
+    ) -> list[dict[str, Any]]:
         """Poll the database until check(events) is truthy; return the events."""
         deadline = time.monotonic() + timeout
         while True:
@@ -98,8 +121,10 @@ class Site:
             if check(rows):
                 return rows
             if time.monotonic() > deadline:
-                raise AssertionError(f"timed out; stored: {[(r['type'], r['event']) for r in rows]}")
-            time.sleep(0.1)
+                raise AssertionError(
+                    f"timed out; stored: {[(r['type'], r['event']) for r in rows]}"
+                )
+            self.page.wait_for_timeout(100)  # also lets Playwright run route handlers and events
 
     def wait_for(self, event: str, count: int = 1, timeout: float = 10.0) -> list[dict[str, Any]]:
         rows = self.wait(lambda rs: len([r for r in rs if r["event"] == event]) >= count, timeout)
@@ -108,16 +133,19 @@ class Site:
     def settle(self, seconds: float = 0.6) -> list[dict[str, Any]]:
         """Give in-flight sends time to land, then read everything."""
         self.page.evaluate("footfall('flush')")
-        time.sleep(seconds)
+        self.page.wait_for_timeout(seconds * 1000)
         return self.events()
 
 
 @pytest.fixture
 def site(browser: Any, collector: Collector) -> Iterator[Site]:
+    site_id, write_key = collector.make_site(
+        allowed_origins=["*"], settings={"allow_undeclared_events": True}
+    )
     context = browser.new_context(viewport={"width": 1000, "height": 700})
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
-    yield Site(collector, context, page)
+    yield Site(collector, context, page, site_id, write_key)
     context.close()
     assert not errors, errors

@@ -14,9 +14,17 @@ UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-
 
 def test_page_view_and_message_envelope(site):
     site.open("/t/home.html?q=1", "<p>hello</p>", title="Home")
-    [page] = [r for r in site.wait(lambda rs: any(r["type"] == "page" for r in rs)) if r["type"] == "page"]
+    [page] = [
+        r for r in site.wait(lambda rs: any(r["type"] == "page" for r in rs)) if r["type"] == "page"
+    ]
     url = site.base + "/t/home.html?q=1"
-    assert page["properties"] == {"url": url, "path": "/t/home.html", "referrer": "", "title": "Home", "search": "?q=1"}
+    assert page["properties"] == {
+        "url": url,
+        "path": "/t/home.html",
+        "referrer": "",
+        "title": "Home",
+        "search": "?q=1",
+    }
     assert UUID4.match(page["message_id"]) and UUID4.match(page["anonymous_id"])
     ctx = page["context"]
     assert ctx["library"]["name"] == "footfall.js"
@@ -29,10 +37,17 @@ def test_page_view_and_message_envelope(site):
 
 def test_preload_queue_is_drained_in_order(site):
     # Calls made before the script loads (even before init) go out once it does.
-    site.open("/t/q.html", before_init="footfall('track','Early',{n:1});", init={"pageviews": False, "scroll": False})
+    site.open(
+        "/t/q.html",
+        before_init="footfall('track','Early',{n:1});",
+        init={"pageviews": False, "scroll": False},
+    )
     site.page.evaluate("footfall('track', 'Late', {n: 2})")
     rows = site.wait(lambda rs: len(rs) >= 2)
-    assert [(r["event"], r["properties"]) for r in rows] == [("Early", {"n": 1}), ("Late", {"n": 2})]
+    assert [(r["event"], r["properties"]) for r in rows] == [
+        ("Early", {"n": 1}),
+        ("Late", {"n": 2}),
+    ]
     second = rows[1]["context"]
     assert "sessionStart" not in second and second["sessionId"] == rows[0]["context"]["sessionId"]
 
@@ -54,9 +69,24 @@ CLICK_PAGE = """
 
 
 def test_element_clicked(site):
-    page = site.open("/t/clicks.html", CLICK_PAGE, init={"pageviews": False, "scroll": False, "engagement": False})
-    for sel in ["#home", ".ext", "text=Annual report", "button.btn", "[role=button]", "#pw", "#go", "#inner",
-                "p", "#quiet", "text=Ignored link"]:
+    page = site.open(
+        "/t/clicks.html",
+        CLICK_PAGE,
+        init={"pageviews": False, "scroll": False, "engagement": False},
+    )
+    for sel in [
+        "#home",
+        ".ext",
+        "text=Annual report",
+        "button.btn",
+        "[role=button]",
+        "#pw",
+        "#go",
+        "#inner",
+        "p",
+        "#quiet",
+        "text=Ignored link",
+    ]:
         page.click(sel)
     clicks = site.wait_for("Element Clicked", 7)
     site.settle()
@@ -66,10 +96,16 @@ def test_element_clicked(site):
     home = by_text["Other page"]
     assert home["tag"] == "a" and home["id"] == "home" and home["selector"] == "#home"
     assert home["href"] == site.base + "/t/other.html"
-    assert home["outbound"] is False and home["file_download"] is False and "file_extension" not in home
+    assert (
+        home["outbound"] is False
+        and home["file_download"] is False
+        and "file_extension" not in home
+    )
     assert by_text["Outbound"]["outbound"] is True and by_text["Outbound"]["classes"] == ["ext"]
     pdf = by_text["Annual report"]
-    assert pdf["file_download"] is True and pdf["file_extension"] == "pdf" and pdf["outbound"] is False
+    assert (
+        pdf["file_download"] is True and pdf["file_extension"] == "pdf" and pdf["outbound"] is False
+    )
     button = by_text["Buy now"]
     assert button["tag"] == "button" and button["classes"] == ["btn", "primary"]
     assert button["selector"].startswith("button.btn.primary")
@@ -109,8 +145,11 @@ def _marks(site):
 
 
 def test_scroll_depth_on_a_growing_page(site):
-    page = site.open("/t/long.html", '<div id="c" style="height:2800px">top</div>',
-                     init={"pageviews": False, "engagement": False})
+    page = site.open(
+        "/t/long.html",
+        '<div id="c" style="height:2800px">top</div>',
+        init={"pageviews": False, "engagement": False},
+    )
     page.evaluate("scrollTo(0, 1050 - innerHeight)")  # bottom of viewport at 1050 / 2800 ~ 37 %
     site.wait_for("Scroll Depth Reached", 1)
     page.evaluate("scrollTo(0, 1400 - innerHeight)")  # 50 %
@@ -148,7 +187,9 @@ HOVER_PAGE = """
 
 
 def test_element_hovered_threshold(site):
-    page = site.open("/t/hover.html", HOVER_PAGE, init={"pageviews": False, "scroll": False, "engagement": False})
+    page = site.open(
+        "/t/hover.html", HOVER_PAGE, init={"pageviews": False, "scroll": False, "engagement": False}
+    )
     page.hover("#quick")
     page.wait_for_timeout(150)
     page.mouse.move(5, 5)
@@ -164,22 +205,35 @@ def test_element_hovered_threshold(site):
     site.settle()
     assert len(site.named("Element Hovered")) == 1
     p = row["properties"]
-    assert p["id"] == "card" and p["selector"] == "#card" and p["tag"] == "div" and p["text"] == "Pricing card"
+    assert (
+        p["id"] == "card"
+        and p["selector"] == "#card"
+        and p["tag"] == "div"
+        and p["text"] == "Pricing card"
+    )
     assert isinstance(p["dwell_ms"], int) and 650 <= p["dwell_ms"] < 3000
 
 
 def test_hover_threshold_is_configurable(site):
-    page = site.open("/t/hover2.html", '<button class="b" style="width:200px;height:50px">Go</button>',
-                     init={"pageviews": False, "hoverSelector": "button", "hoverMs": 100, "clicks": False})
+    page = site.open(
+        "/t/hover2.html",
+        '<button class="b" style="width:200px;height:50px">Go</button>',
+        init={"pageviews": False, "hoverSelector": "button", "hoverMs": 100, "clicks": False},
+    )
     page.hover("button")
     page.wait_for_timeout(200)
     page.mouse.move(500, 500)
     [row] = site.wait_for("Element Hovered")
-    assert row["properties"]["selector"].startswith("button.b") and row["properties"]["dwell_ms"] >= 100
+    assert (
+        row["properties"]["selector"].startswith("button.b")
+        and row["properties"]["dwell_ms"] >= 100
+    )
 
 
 def test_page_engaged_on_leaving(site):
-    page = site.open("/t/engaged.html", '<div style="height:3000px">long</div>', init={"pageviews": False})
+    page = site.open(
+        "/t/engaged.html", '<div style="height:3000px">long</div>', init={"pageviews": False}
+    )
     for i in range(6):
         page.mouse.move(100 + i * 10, 100)
         page.wait_for_timeout(150)
@@ -196,17 +250,24 @@ def test_page_engaged_on_leaving(site):
 
 
 def test_data_layer_bridge(site):
-    page = site.open("/t/dl.html", before_init="window.dataLayer=[{event:'signup',plan:'early'}];",
-                     init={"pageviews": False, "dataLayerEvents": ["signup", "purchase"]})
-    page.evaluate("dataLayer.push({event: 'purchase', value: 12, 'gtm.uniqueEventId': 3}, {event: 'gtm.click'})")
-    rows = site.wait(lambda rs: len(rs) >= 2)
+    page = site.open(
+        "/t/dl.html",
+        before_init="window.dataLayer=[{event:'signup',plan:'early'}];",
+        init={"pageviews": False, "scroll": False, "dataLayerEvents": ["signup", "purchase"]},
+    )
+    page.evaluate(
+        "dataLayer.push({event: 'purchase', value: 12, 'gtm.uniqueEventId': 3}, {event: 'gtm.click'})"
+    )
+    site.wait(lambda rs: len(rs) >= 2)
     site.settle()
     assert [(r["event"], r["properties"]) for r in site.events()] == [
-        ("signup", {"plan": "early"}), ("purchase", {"value": 12})]
+        ("signup", {"plan": "early"}),
+        ("purchase", {"value": 12}),
+    ]
 
 
 def test_unique_message_ids(site):
-    page = site.open("/t/ids.html", init={"pageviews": False})
+    page = site.open("/t/ids.html", init={"pageviews": False, "scroll": False})
     page.evaluate("for (let i = 0; i < 45; i++) footfall('track', 'Bulk', {i})")
     rows = site.wait(lambda rs: len(rs) >= 45)
     assert len({r["message_id"] for r in rows}) == 45

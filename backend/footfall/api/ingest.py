@@ -8,15 +8,21 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+import psycopg
 from fastapi import APIRouter
+from psycopg_pool import PoolTimeout
 from starlette.requests import Request
 from starlette.responses import Response
 
+from footfall.api import metrics
 from footfall.api.auth import authenticate, cors_headers, preflight_headers
 from footfall.api.body import parse_json, read_body
+from footfall.api.client_ip import client_ip, trusted_networks
 from footfall.errors import BadRequest, Forbidden, PayloadTooLarge, Unavailable
+from footfall.pipeline.consent import LedgerView
 from footfall.pipeline.types import BatchPlan, RequestContext
 from footfall.state import AppState, app_state
+from footfall.storage.consent import load_ledger
 from footfall.storage.writer import StorageUnavailable, WriteOutcome
 
 router = APIRouter()
@@ -74,26 +80,52 @@ async def _ingest(
             raise BadRequest("the body must be a JSON object (one message)")
         messages = [{k: v for k, v in body.items() if k != "writeKey"}]
         batch_context, sent_at = None, None
+    ip = client_ip(
+        request.client.host if request.client else None,
+        request.headers,
+        trusted_networks(state.settings.trusted_proxies),
+    )
+    state.rate_limiter.check(site, ip, len(messages))  # 429 with Retry-After
     browser = bool(request.headers.get("origin")) or request.method == "GET"
     ctx = RequestContext(
         site=site,
         received_at=received_at,
-        ip=request.client.host if request.client else None,
+        ip=ip,
         user_agent=request.headers.get("user-agent") if browser else None,
         batch_context=batch_context if isinstance(batch_context, dict) else None,
         batch_sent_at=sent_at,
         default_type=default_type,
         headers=request.headers,
+        ledger=await _privacy_inputs(state, site.id, messages, received_at),
     )
     plan = state.pipeline.run(messages, ctx)
     try:
         outcome = await state.writer.write(plan.rows, plan.failures)
     except StorageUnavailable as exc:
+        metrics.count_unavailable(len(messages))
         raise Unavailable(
             "storage unavailable; nothing was stored, retry later",
             headers={"Retry-After": str(state.settings.retry_after_s)},
         ) from exc
+    metrics.count_batch(plan, len(outcome.inserted), len(outcome.duplicates), len(messages))
     return _response_body(plan, outcome)
+
+
+async def _privacy_inputs(
+    state: AppState, site_id: int, messages: list[Any], received_at: datetime
+) -> LedgerView | None:
+    """What the consent and privacy steps read but cannot fetch: today's visitor salt
+    (loaded once a day) and the consent ledger's entries for the batch (one query)."""
+    if state.keyring is None or state.salts is None:
+        return None
+    try:
+        await state.salts.ensure(received_at.date())
+        return await load_ledger(state.pool, site_id, messages, state.keyring)
+    except (psycopg.OperationalError, PoolTimeout, OSError) as exc:
+        raise Unavailable(
+            "storage unavailable; nothing was stored, retry later",
+            headers={"Retry-After": str(state.settings.retry_after_s)},
+        ) from exc
 
 
 def _json_response(request: Request, payload: dict[str, Any]) -> Response:

@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from footfall.cli import partitions, privacy
 from footfall.settings import Settings
 
 
@@ -56,16 +57,23 @@ def cmd_serve(args: argparse.Namespace) -> None:
         os.environ["FOOTFALL_DEMO"] = "true"
     # Workers (and a single in-process server) reach the same database.
     os.environ["DATABASE_URL"] = dsn
-    uvicorn.run(
-        "footfall.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level=settings.log_level,
-        proxy_headers=False,
-        timeout_graceful_shutdown=30,
-    )
+    from footfall.observability import logging_config, metrics_dir
+
+    # With several workers, each writes its metrics to files in a fresh
+    # directory that /metrics adds up (set before the workers are spawned).
+    with metrics_dir(workers > 1):
+        uvicorn.run(
+            "footfall.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level=settings.log_level,
+            log_config=logging_config(settings.log_level, settings.log_format),
+            access_log=False,  # it logs client IPs; footfall.access logs requests without
+            proxy_headers=False,
+            timeout_graceful_shutdown=30,
+        )
 
 
 def _ensure_demo(dsn: str) -> str:
@@ -206,6 +214,8 @@ def parser() -> argparse.ArgumentParser:
     replay = failed.add_parser("replay", help="re-validate and store what now passes")
     replay.add_argument("--site-id", type=int, help="only this site's failed events")
     replay.set_defaults(func=cmd_failed_replay)
+    partitions.register(sub)
+    privacy.register(sub)
     return root
 
 

@@ -1,15 +1,37 @@
-"""Privacy step: keyed pseudonymization of identifiers and PII traits, no raw IPs.
+"""Privacy step: keyed pseudonymization, schema PII rules, scrubbing, no raw IPs.
 
-Every identifier that can name a person is replaced by HMAC-SHA256(key, value)
-before anything is stored; the key id travels with the row so keys can rotate.
+Everything that can name a person is replaced before anything is stored:
+userId, previousId and PII traits by HMAC-SHA256(key, value) (the key id travels
+with the row, so keys can rotate); properties a schema marks
+``"x-footfall-pii"`` are hashed, dropped or redacted; every other string has
+emails and phone numbers redacted and secret URL parameters removed; the IP is
+kept only as a truncated network (or not at all) and used raw only in memory.
+A draft the consent step marked ``anonymous`` keeps no identifier at all and
+gets the cookieless daily visitor hash instead. docs/privacy.md lists every
+field and what happens to it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-from dataclasses import dataclass
+import ipaddress
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from functools import lru_cache
 from typing import Any
+
+import orjson
+
+from footfall.pipeline.scrub import (
+    REDACTED_MARK,
+    ParamPolicy,
+    redact_text,
+    scrub_string,
+    scrub_value,
+)
+from footfall.pipeline.types import Draft, RequestContext, Site
 
 # Trait names (Segment's reserved traits and common variants) that carry PII.
 PII_TRAITS = frozenset(
@@ -29,6 +51,19 @@ PII_TRAITS = frozenset(
 )
 PSEUDONYMIZED_MARK = "_footfall_pseudonymized"
 
+# Fields that are ids, times or technical values: never free text to scrub.
+_TOP_LEVEL_KEPT = frozenset(
+    {"type", "messageId", "anonymousId", "userId", "previousId", "timestamp",
+     "originalTimestamp", "sentAt", "receivedAt", "writeKey", "integrations", PSEUDONYMIZED_MARK}
+)  # fmt: skip
+_CONTEXT_KEPT = frozenset(
+    {"userAgent", "userAgentData", "library", "consent", "schema", "sessionId", "locale",
+     "timezone", "screen", "os", "app", "network"}
+)  # fmt: skip
+# Identifiers of the device itself: gone from an anonymous message.
+_DEVICE_IDS = ("id", "advertisingId", "adTrackingEnabled", "token")
+IP_STORAGE = ("network", "none")
+
 
 @dataclass(frozen=True, slots=True)
 class PiiKey:
@@ -41,37 +76,345 @@ class PiiKey:
         return hmac.new(self.secret, value.encode(), hashlib.sha256).hexdigest()
 
 
+@dataclass(frozen=True, slots=True)
+class Keyring:
+    """The current key (hashes new data) and retired ones (still match old rows)."""
+
+    current: PiiKey
+    previous: tuple[PiiKey, ...] = ()
+
+    @property
+    def keys(self) -> tuple[PiiKey, ...]:
+        return (self.current, *self.previous)
+
+    def user_hashes(self, user_id: Any) -> list[str]:
+        """What a raw userId is stored as, under every key (for look-ups)."""
+        return [key.hash(str(user_id)) for key in self.keys]
+
+    def anonymous_ids(self, anonymous_id: Any) -> list[str]:
+        """What a raw anonymousId is stored as, under every key (for look-ups)."""
+        return list(dict.fromkeys(stored_anonymous_id(anonymous_id, k) for k in self.keys))
+
+
+def keyring_of(key_id: str, secret: str, previous: Iterable[tuple[str, str]] = ()) -> Keyring:
+    """The keyring from configuration (``FOOTFALL_PII_KEY[_ID]``, ``…_PREVIOUS_KEYS``)."""
+    return Keyring(
+        PiiKey(key_id, secret.encode()), tuple(PiiKey(i, s.encode()) for i, s in previous)
+    )
+
+
+def _looks_personal(value: str) -> bool:
+    return "@" in value or redact_text(value) != value
+
+
+def stored_anonymous_id(value: Any, key: PiiKey) -> str:
+    """anonymousId as stored: kept (a random device id), hashed if it is an email or phone.
+
+    The choice depends on the value alone, so one id is always stored the same way.
+    """
+    text = str(value)
+    return key.hash(text) if _looks_personal(text) else text
+
+
 def _hash_id(value: Any, key: PiiKey) -> Any:
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         return value  # left for validation to reject
     return key.hash(str(value))
 
 
-def _hash_traits(traits: Any, key: PiiKey) -> Any:
+def _hash_any(value: Any, key: PiiKey) -> str:
+    """A scalar's text, or an object's canonical JSON (e.g. an address), hashed."""
+    if isinstance(value, str | int | float) and not isinstance(value, bool):
+        return key.hash(str(value))
+    return key.hash(orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode())
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """A site's privacy settings (``sites.settings``), parsed once per settings object."""
+
+    params: ParamPolicy = field(default_factory=ParamPolicy)
+    hash_traits: frozenset[str] = PII_TRAITS
+    ip_storage: str = "network"  # "network" (/24, /48) or "none"
+    honor_gpc: bool = True
+    honor_dnt: bool = False
+
+    @classmethod
+    def of(cls, settings: dict[str, Any], extra_params: Iterable[str] = ()) -> Policy:
+        ip_storage = settings.get("ip_storage", "network")
+        return cls(
+            params=ParamPolicy(
+                [*extra_params, *_names(settings.get("sensitive_params"))],
+                _names(settings.get("keep_params")),
+            ),
+            hash_traits=PII_TRAITS | frozenset(_names(settings.get("hash_traits"))),
+            ip_storage=ip_storage if ip_storage in IP_STORAGE else "none",
+            honor_gpc=bool(settings.get("honor_gpc", True)),
+            honor_dnt=bool(settings.get("honor_dnt", False)),
+        )
+
+
+def _names(value: Any) -> list[str]:
+    return [str(v) for v in value] if isinstance(value, list) else []
+
+
+DEFAULT_POLICY = Policy()
+_policies: dict[int, tuple[dict[str, Any], frozenset[str], Policy]] = {}
+
+
+def site_policy(site: Site, extra_params: frozenset[str] = frozenset()) -> Policy:
+    """The site's Policy, cached while the cached Site (and its settings dict) lives."""
+    cached = _policies.get(site.id)
+    if cached is not None and cached[0] is site.settings and cached[1] is extra_params:
+        return cached[2]
+    policy = Policy.of(site.settings, extra_params)
+    if len(_policies) > 10_000:
+        _policies.clear()
+    _policies[site.id] = (site.settings, extra_params, policy)
+    return policy
+
+
+def _traits(traits: Any, key: PiiKey, policy: Policy, scrub: Callable[[str], str]) -> Any:
     if not isinstance(traits, dict):
         return traits
     return {
-        name: (_hash_id(value, key) if name in PII_TRAITS and value is not None else value)
+        name: (
+            _hash_any(value, key)
+            if name in policy.hash_traits and value is not None
+            else scrub_value(value, scrub)
+        )
         for name, value in traits.items()
     }
 
 
-def pseudonymize(message: dict[str, Any], key: PiiKey) -> dict[str, Any]:
-    """A copy of ``message`` with userId, previousId and PII traits hashed, context.ip gone."""
+def pseudonymize(
+    message: dict[str, Any], key: PiiKey, policy: Policy = DEFAULT_POLICY
+) -> dict[str, Any]:
+    """A copy of ``message`` safe to store: ids and PII traits hashed, text scrubbed, no IP.
+
+    Used on every valid message (by the privacy step) and on every failed one
+    (process.py), so failed_events hold no raw PII either. Idempotent.
+    """
     if message.get(PSEUDONYMIZED_MARK):
         return message
-    out = dict(message)
-    for field in ("userId", "previousId"):
-        if out.get(field) is not None:
-            out[field] = _hash_id(out[field], key)
-    if "traits" in out:
-        out["traits"] = _hash_traits(out["traits"], key)
-    context = out.get("context")
-    if isinstance(context, dict):
-        context = dict(context)
-        context.pop("ip", None)
-        if "traits" in context:
-            context["traits"] = _hash_traits(context["traits"], key)
-        out["context"] = context
+
+    def scrub(text: str) -> str:
+        return scrub_string(text, policy.params)
+
+    out: dict[str, Any] = {}
+    for name, value in message.items():
+        if name in ("userId", "previousId"):
+            out[name] = None if value is None else _hash_id(value, key)
+        elif name == "anonymousId":
+            out[name] = (
+                stored_anonymous_id(value, key) if isinstance(value, str | int | float) else value
+            )
+        elif name == "traits":
+            out[name] = _traits(value, key, policy, scrub)
+        elif name == "context" and isinstance(value, dict):
+            context: dict[str, Any] = {}
+            for cname, cvalue in value.items():
+                if cname == "ip":
+                    continue  # the raw IP is never stored
+                if cname == "traits":
+                    context[cname] = _traits(cvalue, key, policy, scrub)
+                elif cname in _CONTEXT_KEPT:
+                    context[cname] = cvalue
+                else:
+                    context[cname] = scrub_value(cvalue, scrub)
+            out[name] = context
+        elif name in _TOP_LEVEL_KEPT:
+            out[name] = value
+        else:
+            out[name] = scrub_value(value, scrub)  # properties, event, name, groupId, ...
     out[PSEUDONYMIZED_MARK] = key.key_id
     return out
+
+
+# --- schema annotations ("x-footfall-pii") ---------------------------------------------
+
+
+def _apply_rule(
+    value: Any, path: tuple[str, ...], action: str, key: PiiKey, anonymous: bool
+) -> Any:
+    """``value`` (a properties object) with ``action`` applied at ``path``."""
+    if not path:
+        return REDACTED_MARK if action == "redact" else _hash_any(value, key)
+    head, rest = path[0], path[1:]
+    if head == "*":
+        if isinstance(value, list):
+            if not rest and (action == "drop" or (anonymous and action == "hash")):
+                return []
+            return [_apply_rule(item, rest, action, key, anonymous) for item in value]
+        return value
+    if not isinstance(value, dict) or head not in value:
+        return value
+    out = dict(value)
+    if not rest and (action == "drop" or (anonymous and action == "hash")):
+        del out[head]  # a hash still links: an anonymous message keeps none
+    elif out[head] is not None:
+        out[head] = _apply_rule(out[head], rest, action, key, anonymous)
+    return out
+
+
+def apply_schema_rules(
+    properties: Any, rules: Iterable[tuple[tuple[str, ...], str]], key: PiiKey, anonymous: bool
+) -> Any:
+    """Hash, drop or redact the properties a schema marks ``x-footfall-pii``."""
+    for path, action in rules:
+        properties = _apply_rule(properties, path, action, key, anonymous)
+    return properties
+
+
+# --- IP and the cookieless visitor hash --------------------------------------------------
+
+
+@lru_cache(maxsize=4096)
+def ip_network(ip: str) -> str | None:
+    """The /24 (IPv4) or /48 (IPv6) network of ``ip``; None if it is not an address."""
+    try:
+        address = ipaddress.ip_address(ip.strip())
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    prefix = 24 if address.version == 4 else 48
+    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
+
+
+def visitor_hash(salt: bytes, site_id: int, ip: str, user_agent: str) -> str:
+    """HMAC-SHA256(daily salt, site|IP|user agent): one visitor, one site, one day."""
+    message = f"{site_id}|{ip}|{user_agent}".encode()
+    return hmac.new(salt, message, hashlib.sha256).hexdigest()
+
+
+class SaltRing:
+    """The secret daily salts this process knows (today's and yesterday's), in memory.
+
+    storage/salts.py creates, loads and deletes them; the step only reads.
+    """
+
+    def __init__(self) -> None:
+        self._salts: dict[date, bytes] = {}
+        self.loaded_for: date | None = None
+
+    def set(self, day: date, salts: dict[date, bytes]) -> None:
+        self._salts = {d: s for d, s in salts.items() if d in (day, day - timedelta(days=1))}
+        self.loaded_for = day
+
+    def pair(self, day: date) -> tuple[bytes | None, bytes | None]:
+        """(salt of ``day``, salt of the day before), None where unknown."""
+        return self._salts.get(day), self._salts.get(day - timedelta(days=1))
+
+
+# --- the step ------------------------------------------------------------------------------
+
+
+def strip_identifiers(message: dict[str, Any]) -> dict[str, Any]:
+    """``message`` without anything that links it to a person or a device."""
+    out = {k: v for k, v in message.items() if k not in ("anonymousId", "userId", "previousId")}
+    out.pop("traits", None)
+    context = out.get("context")
+    if isinstance(context, dict):
+        context = {k: v for k, v in context.items() if k not in ("sessionId", "traits", "ip")}
+        device = context.get("device")
+        if isinstance(device, dict):
+            context["device"] = {k: v for k, v in device.items() if k not in _DEVICE_IDS}
+        out["context"] = context
+    if isinstance(out.get("properties"), dict) and out.get("type") == "alias":
+        out["properties"] = {k: v for k, v in out["properties"].items() if k != "previousId"}
+    return out
+
+
+def privacy_step(
+    key: PiiKey,
+    *,
+    rules_for: Callable[[Draft, RequestContext], Iterable[tuple[tuple[str, ...], str]]]
+    | None = None,
+    salts: SaltRing | None = None,
+    extra_params: frozenset[str] = frozenset(),
+) -> Callable[[Draft, RequestContext], None]:
+    """The privacy step (see the module docstring); pure, per message."""
+
+    def step(draft: Draft, ctx: RequestContext) -> None:
+        policy = site_policy(ctx.site, extra_params)
+        message = draft.message
+        rules: Iterable[tuple[tuple[str, ...], str]] = ()
+        if rules_for is not None and isinstance(message.get("properties"), dict):
+            rules = rules_for(draft, ctx)
+            if rules:
+                message = {
+                    **message,
+                    "properties": apply_schema_rules(
+                        message["properties"], rules, key, draft.anonymous
+                    ),
+                }
+        if draft.anonymous:
+            message = strip_identifiers(message)
+        pseudonymized = pseudonymize(message, key, policy)
+        draft.message = pseudonymized
+        hashed = _holds_hashes(message, pseudonymized, policy, rules, draft.anonymous)
+        draft.columns["pii_key_id"] = key.key_id if hashed else None
+        if draft.anonymous:
+            draft.columns["ip_network"] = None
+            draft.columns["visitor_hash"] = _visitor(draft, ctx, salts)
+        elif ctx.ip and policy.ip_storage == "network":
+            draft.columns["ip_network"] = ip_network(ctx.ip)
+
+    return step
+
+
+def _holds_hashes(
+    before: dict[str, Any],
+    after: dict[str, Any],
+    policy: Policy,
+    rules: Iterable[tuple[tuple[str, ...], str]],
+    anonymous: bool,
+) -> bool:
+    """Whether the stored message holds a value hashed with the key (then its id is kept)."""
+    if after.get("userId") is not None or after.get("previousId") is not None:
+        return True
+    if after.get("anonymousId") != before.get("anonymousId"):
+        return True
+    if not anonymous and any(action == "hash" for _, action in rules):
+        return True
+    context = before.get("context")
+    for traits in (
+        before.get("traits"),
+        context.get("traits") if isinstance(context, dict) else None,
+    ):
+        if isinstance(traits, dict) and any(
+            name in policy.hash_traits and value is not None for name, value in traits.items()
+        ):
+            return True
+    return False
+
+
+def _visitor(draft: Draft, ctx: RequestContext, salts: SaltRing | None) -> str | None:
+    if salts is None or not ctx.ip:
+        return None
+    current, previous = salts.pair(ctx.received_at.date())
+    if current is None:
+        return None
+    context = draft.message.get("context")
+    agent = context.get("userAgent") if isinstance(context, dict) else None
+    user_agent = agent if isinstance(agent, str) else (ctx.user_agent or "")
+    if previous is not None:
+        # The writer keeps yesterday's hash for a visitor active across midnight
+        # (storage/salts.py, continue_visitors).
+        draft.extras["previous_visitor_hash"] = visitor_hash(
+            previous, ctx.site.id, ctx.ip, user_agent
+        )
+    return visitor_hash(current, ctx.site.id, ctx.ip, user_agent)
+
+
+def failure_record(message: Any, key: PiiKey, ctx: RequestContext) -> Any:
+    """What failed_events.raw keeps of a message: pseudonymized like a stored one,
+    and without identifiers when the visitor's consent does not allow them."""
+    from footfall.pipeline.consent import may_identify
+
+    if not isinstance(message, dict):
+        return message
+    if not may_identify(message, ctx):
+        message = strip_identifiers(message)
+    return pseudonymize(message, key, site_policy(ctx.site))

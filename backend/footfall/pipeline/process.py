@@ -10,7 +10,7 @@ import orjson
 
 from footfall.pipeline import reasons
 from footfall.pipeline.normalize import message_id, to_row
-from footfall.pipeline.privacy import PiiKey, pseudonymize
+from footfall.pipeline.privacy import PiiKey, failure_record
 from footfall.pipeline.types import BatchPlan, Draft, Failure, Refused, RequestContext
 from footfall.pipeline.validate import Invalid, limit_errors, validate
 from footfall.schemas.registry import SchemaRegistry
@@ -26,15 +26,6 @@ class Limits:
 # A pure step between validation and storage: reads the draft and the request,
 # rewrites the draft, or raises Refused. No I/O.
 Step = Callable[[Draft, RequestContext], None]
-
-
-def privacy_step(key: PiiKey) -> Step:
-    """Pseudonymize identifiers and PII traits; drop the raw IP."""
-
-    def step(draft: Draft, ctx: RequestContext) -> None:
-        draft.message = pseudonymize(draft.message, key)
-
-    return step
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +87,7 @@ class Pipeline:
             row = to_row(draft.message, ctx, draft.schema, msg_id)
             for column, value in draft.columns.items():
                 setattr(row, column, value)
+            row.extras = draft.extras
         except Refused as refused:
             plan.refused[refused.reason] = plan.refused.get(refused.reason, 0) + 1
             return
@@ -128,8 +120,8 @@ class Pipeline:
             reason=reason,
             errors=errors,
             schema=schema,
-            # Kept pseudonymized: failed events hold no raw PII either.
-            raw={**pseudonymize(message, self.pii_key), "messageId": msg_id},
+            # Kept pseudonymized (and consent-stripped): failed events hold no raw PII either.
+            raw={**failure_record(message, self.pii_key, ctx), "messageId": msg_id},
         )
 
     @staticmethod

@@ -14,3 +14,6 @@ INVALID_PROPERTIES = "invalid_properties"  # properties violate the event's sche
 REPLAYABLE = frozenset(
     {INVALID_MESSAGE, INVALID_TIMESTAMP, UNKNOWN_EVENT, UNKNOWN_SCHEMA_VERSION, INVALID_PROPERTIES}
 )
+
+# Refusals: messages a documented rule does not store (counted in ``refused``).
+BOT = "bot"  # a bot or headless browser, and the site does not set ``allow_bots``

@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from footfall.pipeline.consent import LedgerView
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +48,9 @@ class RequestContext:
     default_type: str | None = None  # set by the single-message endpoints (/v1/track …)
     # Request headers (lower-case names) the steps may read: Sec-GPC, DNT, client hints.
     headers: Mapping[str, str] = field(default_factory=dict)
+    # The consent ledger's latest decisions for this batch's ids, loaded by the http
+    # layer before the pipeline runs (see pipeline/consent.py); None: not consulted.
+    ledger: LedgerView | None = None
 
 
 @dataclass(slots=True)
@@ -62,6 +68,9 @@ class Draft:
     # Set by the consent step when the message may only be kept without identifiers:
     # later steps keep nothing that links it to a person (geo: country only).
     anonymous: bool = False
+    # Not stored: what a step hands to the writer's in-transaction steps (copied to
+    # EventRow.extras), e.g. the consent-ledger entry of a "Consent Updated" message.
+    extras: dict[str, Any] = field(default_factory=dict)
 
 
 class Refused(Exception):
@@ -107,10 +116,33 @@ class EventRow:
     context: dict[str, Any]
     properties: dict[str, Any]
     traits: dict[str, Any] | None
+    # Device enrichment (pipeline/device.py).
+    device_type: str | None = None
+    browser_name: str | None = None
+    browser_version: str | None = None
+    os_name: str | None = None
+    os_version: str | None = None
+    device_brand: str | None = None
+    device_model: str | None = None
+    # Geo enrichment (pipeline/geo.py); never the IP itself.
+    geo_country: str | None = None
+    geo_region: str | None = None
+    geo_city: str | None = None
+    geo_latitude: float | None = None
+    geo_longitude: float | None = None
+    geo_timezone: str | None = None
+    geo_asn: int | None = None
+    geo_asn_org: str | None = None
+    # Privacy (pipeline/privacy.py): the client's /24 (IPv4) or /48 (IPv6), never the
+    # address; the cookieless daily visitor hash of consent mode "anonymous".
+    ip_network: str | None = None
+    visitor_hash: str | None = None
     index: int = -1  # position in the request's batch (not stored)
+    extras: dict[str, Any] = field(default_factory=dict)  # not stored, see Draft.extras
 
 
-EVENT_COLUMNS: tuple[str, ...] = tuple(name for name in EventRow.__slots__ if name != "index")
+_NOT_STORED = frozenset({"index", "extras"})
+EVENT_COLUMNS: tuple[str, ...] = tuple(n for n in EventRow.__slots__ if n not in _NOT_STORED)
 
 
 @dataclass(slots=True)

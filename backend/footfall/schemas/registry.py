@@ -86,10 +86,39 @@ class EventSchema:
     schema: dict[str, Any]
     validator: Validator
     source: Path
+    # (path in properties, action) of every "x-footfall-pii" mark, found once at load.
+    pii: tuple[tuple[tuple[str, ...], str], ...] = ()
 
     @property
     def key(self) -> str:
         return f"{self.slug}/{self.version}"
+
+
+PII_ACTIONS = ("hash", "drop", "redact")
+
+
+def pii_paths(
+    schema: Any, path: tuple[str, ...] = (), depth: int = 0
+) -> list[tuple[tuple[str, ...], str]]:
+    """Where a properties schema marks ``"x-footfall-pii": "hash" | "drop" | "redact"``.
+
+    Paths follow ``properties`` (by name) and ``items`` (``"*"``), through
+    ``allOf``/``anyOf``/``oneOf``; ``$ref`` is not followed.
+    """
+    found: list[tuple[tuple[str, ...], str]] = []
+    if not isinstance(schema, dict) or depth > 32:
+        return found
+    action = schema.get("x-footfall-pii")
+    if path and action in PII_ACTIONS:
+        return [(path, action)]
+    for name, sub in (schema.get("properties") or {}).items():
+        found += pii_paths(sub, (*path, name), depth + 1)
+    if isinstance(schema.get("items"), dict):
+        found += pii_paths(schema["items"], (*path, "*"), depth + 1)
+    for keyword in ("allOf", "anyOf", "oneOf"):
+        for sub in schema.get(keyword) or ():
+            found += pii_paths(sub, path, depth + 1)
+    return list(dict.fromkeys(found))
 
 
 @dataclass(slots=True)
@@ -128,6 +157,7 @@ def load_event_dir(directory: Path) -> dict[str, dict[str, EventSchema]]:
             schema=schema,
             validator=Validator(schema),
             source=path,
+            pii=tuple(pii_paths(schema)),
         )
     return found
 
@@ -210,6 +240,14 @@ class SchemaRegistry:
             return versions.get(version)
         return versions[max(versions, key=schemaver)]
 
+    def pii_rules(
+        self, schema_key: str, site_dir: str | None = None
+    ) -> tuple[tuple[tuple[str, ...], str], ...]:
+        """The precomputed ``x-footfall-pii`` rules of the schema ``slug/version``."""
+        slug, _, version = schema_key.partition("/")
+        schema = self.event_schema(slug, version or None, site_dir)
+        return schema.pii if schema is not None else ()
+
 
 def check_dir(directory: Path) -> list[str]:
     """Problems found in a custom schema directory (empty when all is well)."""
@@ -239,4 +277,20 @@ def check_dir(directory: Path) -> list[str]:
             problems.append(
                 f"{rel}: invalid schema at {'/'.join(map(str, exc.path))}: {exc.message}"
             )
+        problems += [f"{rel}: {problem}" for problem in _pii_mark_problems(schema)]
+    return problems
+
+
+def _pii_mark_problems(schema: Any, path: str = "") -> list[str]:
+    """Marks other than hash/drop/redact (a typo would leave PII in the clear)."""
+    if isinstance(schema, list):
+        return [p for i, sub in enumerate(schema) for p in _pii_mark_problems(sub, f"{path}/{i}")]
+    if not isinstance(schema, dict):
+        return []
+    problems = []
+    mark = schema.get("x-footfall-pii")
+    if mark is not None and mark not in PII_ACTIONS:
+        problems.append(f"{path or '/'}: x-footfall-pii must be one of {', '.join(PII_ACTIONS)}")
+    for name, sub in schema.items():
+        problems += _pii_mark_problems(sub, f"{path}/{name}")
     return problems

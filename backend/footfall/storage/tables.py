@@ -5,12 +5,17 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
+    CheckConstraint,
     Column,
+    Date,
     DateTime,
+    Double,
     ForeignKey,
     Identity,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
     Table,
@@ -18,7 +23,7 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, CIDR, JSONB
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -41,13 +46,16 @@ sites = Table(
     Column("secret_key_hash", Text),
     Column("allowed_origins", ARRAY(Text), nullable=False, server_default=text("'{}'")),
     Column("consent_mode", Text, nullable=False, server_default=text("'implied'")),
+    CheckConstraint("consent_mode IN ('implied', 'anonymous', 'required')", name="consent_mode"),
     Column("settings", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=NOW),
 )
 
-# One row per accepted message. (site_id, message_id) is the deduplication key:
-# the writer inserts with ON CONFLICT DO NOTHING on it, so a retried message is
-# stored once.
+# One row per accepted message, range-partitioned by month of ``received_at``
+# (storage/partitions.py creates the partitions; retention drops whole ones).
+# A unique index of a partitioned table must contain the partition key, so
+# (site_id, message_id) cannot be unique here across months: ``event_ids``
+# below is the deduplication key, and the primary key only identifies a row.
 events = Table(
     "events",
     metadata,
@@ -63,6 +71,10 @@ events = Table(
     Column("anonymous_id", Text),
     Column("user_id", Text),
     Column("pii_key_id", Text),
+    # Privacy (docs/privacy.md): never the IP, at most its /24 or /48; the daily
+    # cookieless visitor hash of messages stored without identifiers.
+    Column("ip_network", CIDR),
+    Column("visitor_hash", Text),
     Column("session_id", Text),
     Column("page_url", Text),
     Column("page_path", Text),
@@ -82,8 +94,51 @@ events = Table(
     Column("context", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     Column("properties", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     Column("traits", JSONB),
-    PrimaryKeyConstraint("site_id", "message_id"),
+    # Device enrichment (pipeline/device.py), from the User-Agent and client hints.
+    Column("device_type", Text),
+    Column("browser_name", Text),
+    Column("browser_version", Text),
+    Column("os_name", Text),
+    Column("os_version", Text),
+    Column("device_brand", Text),
+    Column("device_model", Text),
+    # Geo enrichment (pipeline/geo.py), from the IP (which is not stored).
+    Column("geo_country", Text),
+    Column("geo_region", Text),
+    Column("geo_city", Text),
+    Column("geo_latitude", Double),
+    Column("geo_longitude", Double),
+    Column("geo_timezone", Text),
+    Column("geo_asn", BigInteger),
+    Column("geo_asn_org", Text),
+    PrimaryKeyConstraint("site_id", "message_id", "received_at"),
     Index(None, "site_id", "timestamp"),
+    # "Events of one person in a time range" (analytics.person_events).
+    Index(None, "site_id", "anonymous_id", "timestamp"),
+    Index(None, "site_id", "user_id", "timestamp", postgresql_where=text("user_id IS NOT NULL")),
+    Index(
+        None,
+        "site_id",
+        "visitor_hash",
+        "received_at",
+        postgresql_where=text("visitor_hash IS NOT NULL"),
+    ),
+    postgresql_partition_by="RANGE (received_at)",
+)
+
+# The deduplication key of ``events``, one row per stored message, not
+# partitioned so the key is unique across every month. The writer inserts here
+# first (ON CONFLICT DO NOTHING RETURNING) and then only the new rows into
+# ``events``; ``received_at`` names the partition the event went to, and lets
+# retention delete the keys of dropped partitions.
+event_ids = Table(
+    "event_ids",
+    metadata,
+    Column("site_id", Integer, nullable=False),
+    Column("message_id", Text, nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("site_id", "message_id"),
+    Index(None, "received_at"),
 )
 
 # A message that failed validation, kept with every reason so nothing is lost
@@ -104,4 +159,177 @@ failed_events = Table(
     Column("replayed_at", DateTime(timezone=True)),
     UniqueConstraint("site_id", "message_id"),
     Index(None, "site_id", "received_at"),
+)
+
+
+# The consent ledger (docs/privacy.md): every decision, appended, never updated
+# (a trigger refuses UPDATE). The latest ``decided_at`` per id wins; ids are
+# stored as in ``events`` (anonymous id as sent, user id hashed with pii_key_id).
+consent_log = Table(
+    "consent_log",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("site_id", Integer, ForeignKey("sites.id"), nullable=False),
+    Column("anonymous_id", Text),
+    Column("user_id", Text),
+    Column("pii_key_id", Text),
+    Column("analytics", Boolean),
+    Column("granted", ARRAY(Text), nullable=False, server_default=text("'{}'")),
+    Column("denied", ARRAY(Text), nullable=False, server_default=text("'{}'")),
+    Column("source", Text, nullable=False),
+    Column("policy_version", Text),
+    Column("decided_at", DateTime(timezone=True), nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False, server_default=NOW),
+    Column("message_id", Text),
+    CheckConstraint("source IN ('message', 'api', 'admin')", name="source"),
+    CheckConstraint("anonymous_id IS NOT NULL OR user_id IS NOT NULL", name="subject"),
+    UniqueConstraint("site_id", "message_id"),
+    Index(None, "site_id", "anonymous_id", "decided_at"),
+    Index(None, "site_id", "user_id", "decided_at"),
+)
+
+# Secret random salts of the cookieless visitor hash, one per UTC day; only
+# today's and yesterday's exist (storage/salts.py deletes older ones).
+visitor_salts = Table(
+    "visitor_salts",
+    metadata,
+    Column("day", Date, primary_key=True),
+    Column("salt", LargeBinary, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=NOW),
+)
+
+# One row per erasure, without PII: a keyed hash of the subject (not equal to
+# anything stored elsewhere) and how many rows of each table went.
+erasure_log = Table(
+    "erasure_log",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("site_id", Integer, ForeignKey("sites.id"), nullable=False),
+    Column("subject_kind", Text, nullable=False),
+    Column("subject_hash", Text, nullable=False),
+    Column("pii_key_id", Text, nullable=False),
+    Column("counts", JSONB, nullable=False),
+    Column("suppressed", Boolean, nullable=False),
+    Column("requested_via", Text, nullable=False),
+    Column("erased_at", DateTime(timezone=True), nullable=False, server_default=NOW),
+)
+
+# Erased ids whose future messages are refused (reason "erased"): keyed hashes
+# with their own domain, one row per key so a rotation keeps them matching.
+privacy_suppressions = Table(
+    "privacy_suppressions",
+    metadata,
+    Column("site_id", Integer, ForeignKey("sites.id"), nullable=False),
+    Column("subject_hash", Text, nullable=False),
+    Column("pii_key_id", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=NOW),
+    PrimaryKeyConstraint("site_id", "subject_hash"),
+)
+
+
+# --- identities (storage/identity.py, docs/data-model.md) ------------------------------
+
+# A person: what the ids of one human resolve to. ``merged_into`` points straight
+# at the surviving person (kept flat: never at a person that is merged itself).
+persons = Table(
+    "persons",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("site_id", Integer, ForeignKey("sites.id"), nullable=False),
+    Column("is_identified", Boolean, nullable=False, server_default=text("false")),
+    Column("merged_into", BigInteger, ForeignKey("persons.id")),
+    Column("merged_at", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=NOW),
+    Index(None, "merged_into", postgresql_where=text("merged_into IS NOT NULL")),
+)
+
+# An anonymous id (as stored in events.anonymous_id) or a hashed user id, and the
+# person it was first attached to. Never re-pointed: merges move persons.
+identities = Table(
+    "identities",
+    metadata,
+    Column("site_id", Integer, ForeignKey("sites.id"), nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("value", Text, nullable=False),
+    Column("person_id", BigInteger, ForeignKey("persons.id"), nullable=False),
+    Column("message_id", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=NOW),
+    PrimaryKeyConstraint("site_id", "kind", "value"),
+    CheckConstraint("kind IN ('anonymous', 'user')", name="kind"),
+    Index(None, "person_id"),
+)
+
+# The merge history: one row per merged person (so a merge is recorded once).
+person_merges = Table(
+    "person_merges",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("site_id", Integer, ForeignKey("sites.id"), nullable=False),
+    Column("from_person", BigInteger, ForeignKey("persons.id"), nullable=False),
+    Column("into_person", BigInteger, ForeignKey("persons.id"), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("message_id", Text),
+    Column("merged_at", DateTime(timezone=True), nullable=False, server_default=NOW),
+    UniqueConstraint("from_person"),
+    CheckConstraint("reason IN ('identify', 'alias')", name="reason"),
+    Index(None, "into_person"),
+)
+
+# --- sessions (storage/sessions.py, docs/data-model.md) --------------------------------
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("site_id", Integer, ForeignKey("sites.id"), nullable=False),
+    Column("session_id", Text, nullable=False),
+    Column("idle_key", Text),  # set for sessions made by the 30-minute idle rule
+    Column("anonymous_id", Text),
+    Column("user_id", Text),
+    Column("first_event_at", DateTime(timezone=True), nullable=False),
+    Column("first_message_id", Text, nullable=False),
+    Column("last_event_at", DateTime(timezone=True), nullable=False),
+    Column("last_message_id", Text, nullable=False),
+    Column("duration_ms", BigInteger, nullable=False, server_default=text("0")),
+    Column("event_count", Integer, nullable=False, server_default=text("0")),
+    Column("page_count", Integer, nullable=False, server_default=text("0")),
+    Column("click_count", Integer, nullable=False, server_default=text("0")),
+    Column("hover_count", Integer, nullable=False, server_default=text("0")),
+    Column("hover_dwell_ms", BigInteger, nullable=False, server_default=text("0")),
+    Column("video_play_count", Integer, nullable=False, server_default=text("0")),
+    Column("video_complete_count", Integer, nullable=False, server_default=text("0")),
+    Column("max_scroll_percent", Integer, nullable=False, server_default=text("0")),
+    Column("engaged_ms", BigInteger, nullable=False, server_default=text("0")),
+    Column("entry_at", DateTime(timezone=True), nullable=False),
+    Column("entry_message_id", Text, nullable=False),
+    Column("entry_page", Text),
+    Column("referrer", Text),
+    Column("utm_source", Text),
+    Column("utm_medium", Text),
+    Column("utm_campaign", Text),
+    Column("utm_term", Text),
+    Column("utm_content", Text),
+    Column("exit_at", DateTime(timezone=True), nullable=False),
+    Column("exit_message_id", Text, nullable=False),
+    Column("exit_page", Text),
+    Column("device_type", Text),
+    Column("browser_name", Text),
+    Column("os_name", Text),
+    Column("geo_country", Text),
+    Column("geo_region", Text),
+    Column("geo_city", Text),
+    Column("timezone", Text, nullable=False, server_default=text("'UTC'")),
+    Column("utc_offset_min", Integer, nullable=False, server_default=text("0")),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=NOW),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=NOW),
+    PrimaryKeyConstraint("site_id", "session_id"),
+    # "Sessions per day per site".
+    Index(None, "site_id", "first_event_at"),
+    # The idle rule's look-up of an actor's recent sessions.
+    Index(
+        None,
+        "site_id",
+        "idle_key",
+        "last_event_at",
+        postgresql_where=text("idle_key IS NOT NULL"),
+    ),
 )

@@ -41,12 +41,20 @@ def _array_type(column: str) -> str:
     return f"{kind.compile(dialect=postgresql.dialect())}[]".lower()
 
 
-# unnest() of one array per column turns the whole group into one INSERT.
+# unnest() of one array per column turns the whole group into one statement.
+# events is partitioned, so (site_id, message_id) cannot be unique on it: the
+# keys go into event_ids first, and only the rows whose key was new into events.
+# Keys are inserted in sorted order so that concurrent collectors inserting the
+# same keys take their locks in one order and cannot deadlock.
 _QUOTED_COLUMNS = ", ".join('"' + c + '"' for c in EVENT_COLUMNS)
 _ARRAY_PARAMS = ", ".join("%s::" + _array_type(c) for c in EVENT_COLUMNS)
 INSERT_EVENTS = (
-    f"INSERT INTO events ({_QUOTED_COLUMNS}) SELECT * FROM unnest({_ARRAY_PARAMS}) "
-    "ON CONFLICT (site_id, message_id) DO NOTHING RETURNING site_id, message_id"
+    f"WITH input AS (SELECT * FROM unnest({_ARRAY_PARAMS}) AS t({_QUOTED_COLUMNS})),"
+    " new_ids AS (INSERT INTO event_ids (site_id, message_id, received_at)"
+    " SELECT site_id, message_id, received_at FROM input ORDER BY site_id, message_id"
+    " ON CONFLICT (site_id, message_id) DO NOTHING RETURNING site_id, message_id)"
+    f" INSERT INTO events ({_QUOTED_COLUMNS}) SELECT input.* FROM input"
+    " JOIN new_ids USING (site_id, message_id) RETURNING site_id, message_id"
 )
 INSERT_FAILED = (
     "INSERT INTO failed_events (site_id, message_id, received_at, reason, errors, schema,"
@@ -55,6 +63,9 @@ INSERT_FAILED = (
     " %s::text[], %s::text[], %s::jsonb[], %s::text[]) "
     "ON CONFLICT (site_id, message_id) DO NOTHING"
 )
+
+
+_ROLLBACK_RETRIES = 3
 
 
 class StorageUnavailable(Exception):
@@ -140,7 +151,9 @@ async def insert_messages(
     inserted: set[tuple[int, str]] = set()
     async with conn.cursor() as cur:
         if rows:
-            await cur.execute(INSERT_EVENTS, _event_arrays(rows))
+            # A key twice in one statement would join both copies to its one new id.
+            unique = list({(row.site_id, row.message_id): row for row in reversed(rows)}.values())
+            await cur.execute(INSERT_EVENTS, _event_arrays(unique))
             inserted = {(site_id, message_id) for site_id, message_id in await cur.fetchall()}
         if failures:
             await cur.execute(INSERT_FAILED, _failed_arrays(failures))
@@ -158,9 +171,11 @@ class Writer:
         linger_ms: float = 2.0,
         queue_max: int = 50_000,
         steps: Sequence[TxStep] = (),
+        on_commit: Callable[[float, int], None] | None = None,
     ) -> None:
         self._pool = pool
         self._steps = steps
+        self._on_commit = on_commit  # (seconds, messages) after each group commit
         self._max_batch = max_batch
         self._linger = linger_ms / 1000
         self._queue_max = queue_max
@@ -256,11 +271,26 @@ class Writer:
             return
         self.commits += 1
         self.last_commit_s = time.perf_counter() - started
+        if self._on_commit is not None:
+            self._on_commit(self.last_commit_s, sum(job.size for job in group))
         for job, outcome in zip(group, outcomes, strict=True):
             if not job.future.done():  # the request may have gone away
                 job.future.set_result(outcome)
 
     async def _commit(self, group: list[_Job]) -> list[WriteOutcome]:
+        # Concurrent writers (other workers, other collectors) may deadlock or
+        # conflict on shared rows; the transaction was rolled back whole, so
+        # running it again is safe.
+        for attempt in range(_ROLLBACK_RETRIES):
+            try:
+                return await self._commit_once(group)
+            except psycopg.errors.TransactionRollback:
+                if attempt == _ROLLBACK_RETRIES - 1:
+                    raise
+                log.info("transaction rolled back by a concurrent writer; retrying")
+        raise AssertionError("unreachable")
+
+    async def _commit_once(self, group: list[_Job]) -> list[WriteOutcome]:
         rows: list[EventRow] = []
         seen: set[tuple[int, str]] = set()
         for job in group:

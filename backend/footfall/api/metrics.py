@@ -1,0 +1,162 @@
+"""Prometheus metrics: ``GET /metrics``, and the counters the collector updates.
+
+The metric objects are created once, at import, on prometheus_client's default
+registry (so several apps in one test process share them; tests compare
+deltas). With several worker processes ``footfall serve`` sets
+``PROMETHEUS_MULTIPROC_DIR`` before the workers start: every process then
+writes its values to files there, and ``/metrics``, whichever worker answers,
+adds up all of them (gauges: the sum over live processes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+from fastapi import APIRouter
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from starlette.responses import Response
+
+from footfall.pipeline.types import BatchPlan
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+MESSAGES = Counter(
+    "footfall_messages",
+    "Messages received, by outcome (accepted, duplicate, failed, refused, unavailable)"
+    " and reason (the failure or refusal code)",
+    ["outcome", "reason"],
+)
+RATE_LIMITED = Counter(
+    "footfall_rate_limited_requests", "Requests answered 429, by bucket (site, ip)", ["scope"]
+)
+REFUSED_REQUESTS = Counter(
+    "footfall_refused_requests",
+    "Requests refused whole: too_large (413, body over the limit, its messages unread),"
+    " rate_limited (429), unavailable (503)",
+    ["reason"],
+)
+_REFUSED_STATUS = {413: "too_large", 429: "rate_limited", 503: "unavailable"}
+REQUESTS = Counter(
+    "footfall_http_requests",
+    "HTTP requests by route, method and status",
+    ["route", "method", "status"],
+)
+REQUEST_SECONDS = Histogram(
+    "footfall_http_request_duration_seconds",
+    "Time from request to the end of the response, by route",
+    ["route", "method"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+BATCH_SIZE = Histogram(
+    "footfall_batch_messages",
+    "Messages per ingest request",
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2500),
+)
+COMMIT_SECONDS = Histogram(
+    "footfall_writer_commit_duration_seconds",
+    "Duration of one group commit (insert, transaction steps, commit)",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+COMMIT_MESSAGES = Histogram(
+    "footfall_writer_commit_messages",
+    "Messages (rows and failures) in one group commit",
+    buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000),
+)
+QUEUE_DEPTH = Gauge(
+    "footfall_writer_queue_depth",
+    "Messages waiting for the writer (sum over processes)",
+    multiprocess_mode="livesum",
+)
+POOL = Gauge(
+    "footfall_db_pool_connections",
+    "Database pool: size (open), available (idle), waiting (requests queued for one)",
+    ["state"],
+    multiprocess_mode="livesum",
+)
+POOL_MAX = Gauge(
+    "footfall_db_pool_max_connections",
+    "Configured maximum of the pool (sum over processes)",
+    multiprocess_mode="livesum",
+)
+
+router = APIRouter()
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics() -> Response:
+    """Prometheus text format; all worker processes' values in multiprocess mode."""
+    if os.environ.get(MULTIPROC_ENV):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        body = generate_latest(registry)
+    else:
+        body = generate_latest(REGISTRY)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+
+def count_batch(plan: BatchPlan, accepted: int, duplicates: int, messages: int) -> None:
+    """Every message of a request that reached the writer, by outcome."""
+    BATCH_SIZE.observe(messages)
+    if accepted:
+        MESSAGES.labels("accepted", "").inc(accepted)
+    if duplicates:
+        MESSAGES.labels("duplicate", "").inc(duplicates)
+    for failure in plan.failures:
+        MESSAGES.labels("failed", failure.reason).inc()
+    for reason, count in plan.refused.items():
+        MESSAGES.labels("refused", reason).inc(count)
+
+
+def count_unavailable(messages: int) -> None:
+    """Messages answered 503: nothing stored, the client retries."""
+    MESSAGES.labels("unavailable", "storage_unavailable").inc(messages)
+
+
+def count_rate_limited(scope: str, messages: int) -> None:
+    RATE_LIMITED.labels(scope).inc()
+    MESSAGES.labels("refused", "rate_limited").inc(messages)
+
+
+def observe_request(route: str, method: str, status: int, seconds: float) -> None:
+    REQUESTS.labels(route, method, str(status)).inc()
+    REQUEST_SECONDS.labels(route, method).observe(seconds)
+    if status in _REFUSED_STATUS:
+        REFUSED_REQUESTS.labels(_REFUSED_STATUS[status]).inc()
+
+
+def observe_commit(seconds: float, messages: int) -> None:
+    COMMIT_SECONDS.observe(seconds)
+    COMMIT_MESSAGES.observe(messages)
+
+
+async def sample_forever(state: Any, interval_s: float = 1.0) -> None:
+    """Copy the writer's queue depth and the pool's stats into gauges, every second."""
+    while True:
+        sample(state)
+        await asyncio.sleep(interval_s)
+
+
+def sample(state: Any) -> None:
+    QUEUE_DEPTH.set(state.writer.queue_depth)
+    stats = state.pool.get_stats()
+    POOL.labels("size").set(stats.get("pool_size", 0))
+    POOL.labels("available").set(stats.get("pool_available", 0))
+    POOL.labels("waiting").set(stats.get("requests_waiting", 0))
+    POOL_MAX.set(state.pool.max_size)
+
+
+def process_exited() -> None:
+    """Drop this process's live gauges from the multiprocess directory."""
+    if os.environ.get(MULTIPROC_ENV):
+        multiprocess.mark_process_dead(os.getpid())

@@ -1,0 +1,120 @@
+"""Geo enrichment step: country, region, city, coarse location, time zone and ASN from the IP.
+
+The MaxMind databases (GeoLite2/GeoIP2 City, optionally ASN) are opened once in
+the app's lifespan (:func:`open_geo`) and closed on exit; the step only reads
+them (memory-mapped, safe to share). The IP comes from the request context and
+is never stored: only what the database says about it. Latitude and longitude
+are rounded to one decimal (about 11 km), so a row never pinpoints a household.
+A message the consent step marked anonymous keeps only the country.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import geoip2.database
+import geoip2.errors
+from maxminddb import MODE_AUTO
+
+from footfall.pipeline.types import Draft, RequestContext
+
+log = logging.getLogger(__name__)
+
+GEO_COLUMNS = (
+    "geo_country",
+    "geo_region",
+    "geo_city",
+    "geo_latitude",
+    "geo_longitude",
+    "geo_timezone",
+    "geo_asn",
+    "geo_asn_org",
+)
+
+HOW_TO_ENABLE = (
+    "geo enrichment is off: no GeoIP database configured. To enable it, download "
+    "GeoLite2-City (and optionally GeoLite2-ASN) with MaxMind's `geoipupdate` and set "
+    "FOOTFALL_GEOIP_CITY_DB (and FOOTFALL_GEOIP_ASN_DB) to the .mmdb paths"
+)
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
+
+
+class GeoLookup:
+    """Open MaxMind readers: City (required) and ASN (optional)."""
+
+    def __init__(
+        self, city: geoip2.database.Reader, asn: geoip2.database.Reader | None = None
+    ) -> None:
+        self._city = city
+        self._asn = asn
+
+    @classmethod
+    def open(cls, city_path: Path, asn_path: Path | None = None) -> GeoLookup:
+        city = geoip2.database.Reader(str(city_path), mode=MODE_AUTO)
+        asn = geoip2.database.Reader(str(asn_path), mode=MODE_AUTO) if asn_path else None
+        return cls(city, asn)
+
+    def close(self) -> None:
+        self._city.close()
+        if self._asn is not None:
+            self._asn.close()
+
+    def lookup(self, ip: str) -> dict[str, Any]:
+        """The geo columns for ``ip``; empty for an unknown, private or malformed address."""
+        columns: dict[str, Any] = {}
+        try:
+            city = self._city.city(ip)
+        except (geoip2.errors.AddressNotFoundError, ValueError):
+            pass
+        else:
+            country = city.country.iso_code
+            subdivision = city.subdivisions.most_specific.iso_code
+            columns["geo_country"] = country
+            # ISO 3166-2, e.g. "US-CA", "GB-ENG".
+            columns["geo_region"] = (
+                f"{country}-{subdivision}" if country and subdivision else subdivision
+            )
+            columns["geo_city"] = city.city.name
+            columns["geo_latitude"] = _round(city.location.latitude)
+            columns["geo_longitude"] = _round(city.location.longitude)
+            columns["geo_timezone"] = city.location.time_zone
+        if self._asn is not None:
+            try:
+                asn = self._asn.asn(ip)
+            except (geoip2.errors.AddressNotFoundError, ValueError):
+                pass
+            else:
+                columns["geo_asn"] = asn.autonomous_system_number
+                columns["geo_asn_org"] = asn.autonomous_system_organization
+        return {name: value for name, value in columns.items() if value is not None}
+
+
+def open_geo(city_path: Path | None, asn_path: Path | None) -> GeoLookup | None:
+    """The readers for the configured paths, or None (and one log line saying how to enable)."""
+    if city_path is None:
+        log.warning(HOW_TO_ENABLE)
+        return None
+    lookup = GeoLookup.open(city_path, asn_path)
+    log.info("geo enrichment from %s%s", city_path, f" and {asn_path}" if asn_path else "")
+    return lookup
+
+
+@dataclass(frozen=True, slots=True)
+class GeoStep:
+    """Pipeline step: geo columns from the request's IP (nothing without a database)."""
+
+    geo: GeoLookup | None
+
+    def __call__(self, draft: Draft, ctx: RequestContext) -> None:
+        if self.geo is None or not ctx.ip:
+            return
+        columns = self.geo.lookup(ctx.ip)
+        if draft.anonymous:
+            columns = {k: v for k, v in columns.items() if k == "geo_country"}
+        draft.columns.update(columns)

@@ -1,0 +1,137 @@
+"""Free-text and URL scrubbing: emails and phone numbers redacted, secret query parameters gone.
+
+Runs on every string the privacy step keeps, so it is built for the common case
+of a string with nothing to find: each rule first asks a question that costs a
+substring test (is there an ``@``, a ``=``, a digit run?) and only then runs its
+precompiled regular expression.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from functools import lru_cache
+from urllib.parse import unquote_plus
+
+EMAIL_MARK = "[email]"
+PHONE_MARK = "[phone]"
+REDACTED_MARK = "[redacted]"
+
+# Query/fragment parameter names whose value is a secret or a direct identifier.
+# A name matches when it, or one of its words (split at ``_ - .`` and camelCase),
+# is in this set: ``access_token``, ``apiKey``, ``user-email`` and ``sessionid`` all do.
+SENSITIVE_PARAMS = frozenset(
+    {
+        "email", "mail", "phone", "tel", "mobile",
+        "token", "password", "passwd", "pwd", "pass", "secret", "key", "apikey",
+        "session", "sessionid", "sid", "auth", "authorization", "code", "otp", "pin",
+        "ssn", "signature", "sig", "jwt", "credential", "credentials",
+        "accesstoken", "refreshtoken", "idtoken",
+    }
+)  # fmt: skip
+
+# Local part, "@" (or its percent-encoding), a dotted domain.
+_EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+(?:@|%40)[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}")
+# user:password@ in a URL's authority.
+_USERINFO = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.\-]*://)[^/\s@?#]+@")
+# Phone-like: international (+ or 00), (area) local, NANP 555-123-4567, or a national
+# number with a trunk 0. Never glued to letters or to more digits, so dates, times,
+# IPs, UUIDs, versions and long numeric ids do not match; 7-15 digits (E.164) in all.
+_SEP = r"[ .\-/]"
+_PHONE = re.compile(
+    r"(?<![\w+./\-])(?:"
+    rf"(?:\+|00)\d{{1,3}}{_SEP}?(?:\(\d{{1,4}}\){_SEP}?)?\d{{1,4}}(?:{_SEP}?\d{{2,5}}){{1,4}}"
+    rf"|\(\d{{2,5}}\){_SEP}?\d{{3,4}}{_SEP}?\d{{3,5}}"
+    rf"|\d{{3}}[ .\-]\d{{3}}[ .\-]\d{{4}}"
+    rf"|0\d{{2,4}}[ \-/]\d{{3,9}}(?:[ \-]\d{{2,5}})?"
+    r"|0\d{9,11}"
+    r")(?!\w)(?![.\-/]\d)"
+)
+_DIGIT = re.compile(r"\d")
+_WORDS = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
+
+
+def _phone(match: re.Match[str]) -> str:
+    text = match.group(0)
+    digits = sum(ch.isdigit() for ch in text)
+    return PHONE_MARK if 7 <= digits <= 15 else text
+
+
+def redact_text(text: str) -> str:
+    """``text`` with email addresses and phone-like numbers replaced by markers."""
+    if "@" in text or "%40" in text:
+        text = _USERINFO.sub(r"\1", text)
+        text = _EMAIL.sub(EMAIL_MARK, text)
+    if _DIGIT.search(text) is not None:
+        text = _PHONE.sub(_phone, text)
+    return text
+
+
+@lru_cache(maxsize=4096)
+def _param_words(name: str) -> tuple[str, ...]:
+    decoded = unquote_plus(name)
+    return (decoded.lower(), *(w.lower() for w in _WORDS.findall(decoded)))
+
+
+class ParamPolicy:
+    """Which query parameter names are removed (built-ins and extras, minus kept names)."""
+
+    __slots__ = ("keep", "sensitive")
+
+    def __init__(self, extra: Iterable[str] = (), keep: Iterable[str] = ()) -> None:
+        self.sensitive = SENSITIVE_PARAMS | {e.lower() for e in extra}
+        self.keep = frozenset(k.lower() for k in keep)
+
+    def is_sensitive(self, name: str) -> bool:
+        words = _param_words(name)
+        if words[0] in self.keep:
+            return False
+        return any(word in self.sensitive for word in words)
+
+    def _filter(self, query: str) -> str:
+        return "&".join(
+            part for part in query.split("&") if part and not self.is_sensitive(part.split("=")[0])
+        )
+
+    def strip(self, url: str) -> str:
+        """``url`` (or a bare query string) without its sensitive parameters."""
+        fragment = None
+        hash_at = url.find("#")
+        if hash_at >= 0:
+            url, fragment = url[:hash_at], url[hash_at + 1 :]
+        query_at = url.find("?")
+        if query_at >= 0:
+            query = self._filter(url[query_at + 1 :])
+            url = url[:query_at] + ("?" + query if query else "")
+        elif "=" in url and " " not in url and "/" not in url:
+            url = self._filter(url)  # a bare "a=1&token=x" (context.page.search without "?")
+        if fragment is not None:
+            if "=" in fragment:  # OAuth's implicit flow puts tokens here; SPAs put routes
+                fragment = self.strip(fragment) if "?" in fragment else self._filter(fragment)
+            if fragment:
+                url += "#" + fragment
+        return url
+
+
+DEFAULT_PARAMS = ParamPolicy()
+
+
+def scrub_string(text: str, params: ParamPolicy = DEFAULT_PARAMS) -> str:
+    """One string as it may be stored: secret parameters removed, emails and phones redacted."""
+    if "=" in text:
+        text = params.strip(text)
+    return redact_text(text)
+
+
+def scrub_value(value: object, scrub: Callable[[str], str]) -> object:
+    """Every string inside ``value`` (dicts, lists) through ``scrub``; keys kept.
+
+    Depth is bounded: input limits were checked before any step runs.
+    """
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, dict):
+        return {k: scrub_value(v, scrub) for k, v in value.items()}
+    if isinstance(value, list):
+        return [scrub_value(v, scrub) for v in value]
+    return value

@@ -1,0 +1,298 @@
+"""Session rules: what one batch of new events adds to each session (pure functions).
+
+storage/sessions.py applies the result in the writer's transaction with one
+``INSERT … ON CONFLICT DO UPDATE`` per session. Every field is either a sum (a
+count) or an extreme chosen by a total order (the first event by
+``(timestamp, message_id)``, the entry page by ``(has no page, timestamp,
+message_id)`` …), so merging deltas is commutative and associative: the row
+is the same whatever order events arrive in or how they are grouped into
+commits, and since the writer runs this only for newly inserted events, a
+retried message is never counted twice.
+
+Messages without a session id (server-side senders, and cookieless messages
+of consent mode "anonymous") get one by a 30-minute idle rule per actor (the
+anonymous id, else the user id, else the daily visitor hash): see
+:func:`assign_idle`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import lru_cache
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from footfall.pipeline.identity import is_illegal_id
+from footfall.pipeline.types import EventRow
+
+IDLE = timedelta(minutes=30)
+
+PAGE_TYPES = frozenset({"page", "screen"})
+CLICK = "Element Clicked"
+HOVER = "Element Hovered"
+SCROLL = "Scroll Depth Reached"
+ENGAGED = "Page Engaged"
+VIDEO_STARTED = "Video Playback Started"
+VIDEO_COMPLETED = "Video Playback Completed"
+
+# A client can send any number; nothing real lasts longer than a day.
+MAX_DURATION_MS = 24 * 3600 * 1000
+
+
+# --- helpers ----------------------------------------------------------------------
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _percent(value: Any) -> int:
+    number = _number(value)
+    # Half away from zero, as PostgreSQL's round() does, so a recount in SQL agrees.
+    return 0 if number is None else math.floor(min(max(number, 0.0), 100.0) + 0.5)
+
+
+def _millis(value: Any) -> int:
+    number = _number(value)
+    return 0 if number is None else int(min(max(number, 0.0), MAX_DURATION_MS))
+
+
+@lru_cache(maxsize=1024)
+def _zone(name: str) -> ZoneInfo | None:
+    if not name or len(name) > 64 or name.startswith(("/", ".")) or ".." in name:
+        return None
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        return None
+
+
+def local_zone(row: EventRow) -> tuple[str, int]:
+    """The IANA time zone of an event and its UTC offset in minutes at the event.
+
+    The browser's zone (``context.timezone``) if it is a real zone name, else
+    the one GeoIP gave, else UTC. The offset is computed here, so SQL never
+    has to trust a client-sent zone name.
+    """
+    for name in (row.timezone, row.geo_timezone):
+        zone = _zone(name) if name else None
+        if zone is not None:
+            offset = row.timestamp.astimezone(zone).utcoffset()
+            minutes = int(offset.total_seconds() // 60) if offset is not None else 0
+            return str(name), minutes
+    return "UTC", 0
+
+
+def page_of(row: EventRow) -> str | None:
+    return row.page_path or row.page_url
+
+
+# --- per-session delta -------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class SessionDelta:
+    """What a set of new events adds to one session (column names as in ``sessions``)."""
+
+    site_id: int
+    session_id: str
+    idle_key: str | None = None
+    first_event_at: datetime | None = None
+    first_message_id: str = ""
+    last_event_at: datetime | None = None
+    last_message_id: str = ""
+    event_count: int = 0
+    page_count: int = 0
+    click_count: int = 0
+    hover_count: int = 0
+    hover_dwell_ms: int = 0
+    video_play_count: int = 0
+    video_complete_count: int = 0
+    max_scroll_percent: int = 0
+    engaged_ms: int = 0
+    user_id: str | None = None  # the greatest non-null user id (commutative)
+    # From the first event.
+    anonymous_id: str | None = None
+    device_type: str | None = None
+    browser_name: str | None = None
+    os_name: str | None = None
+    geo_country: str | None = None
+    geo_region: str | None = None
+    geo_city: str | None = None
+    timezone: str = "UTC"
+    utc_offset_min: int = 0
+    # From the entry event: the first that has a page (the first event if none has).
+    entry_at: datetime | None = None
+    entry_message_id: str = ""
+    entry_page: str | None = None
+    referrer: str | None = None
+    utm_source: str | None = None
+    utm_medium: str | None = None
+    utm_campaign: str | None = None
+    utm_term: str | None = None
+    utm_content: str | None = None
+    # From the exit event: the last that has a page (the last event if none has).
+    exit_at: datetime | None = None
+    exit_message_id: str = ""
+    exit_page: str | None = None
+    _entry_key: tuple[Any, ...] | None = field(default=None, repr=False)
+    _exit_key: tuple[Any, ...] | None = field(default=None, repr=False)
+
+    def add(self, row: EventRow) -> None:
+        """Count one event in."""
+        at, mid = row.timestamp, row.message_id
+        self.event_count += 1
+        if self.first_event_at is None or (at, mid) < (self.first_event_at, self.first_message_id):
+            self.first_event_at, self.first_message_id = at, mid
+            self.anonymous_id = row.anonymous_id
+            self.device_type, self.browser_name, self.os_name = (
+                row.device_type,
+                row.browser_name,
+                row.os_name,
+            )
+            self.geo_country, self.geo_region, self.geo_city = (
+                row.geo_country,
+                row.geo_region,
+                row.geo_city,
+            )
+            self.timezone, self.utc_offset_min = local_zone(row)
+        if self.last_event_at is None or (at, mid) > (self.last_event_at, self.last_message_id):
+            self.last_event_at, self.last_message_id = at, mid
+        if row.user_id is not None and (self.user_id is None or row.user_id > self.user_id):
+            self.user_id = row.user_id
+
+        page = page_of(row)
+        entry_key = (page is None, at, mid)
+        if self._entry_key is None or entry_key < self._entry_key:
+            self._entry_key = entry_key
+            self.entry_at, self.entry_message_id, self.entry_page = at, mid, page
+            self.referrer = row.page_referrer
+            self.utm_source, self.utm_medium, self.utm_campaign = (
+                row.utm_source,
+                row.utm_medium,
+                row.utm_campaign,
+            )
+            self.utm_term, self.utm_content = row.utm_term, row.utm_content
+        exit_key = (page is not None, at, mid)
+        if self._exit_key is None or exit_key > self._exit_key:
+            self._exit_key = exit_key
+            self.exit_at, self.exit_message_id, self.exit_page = at, mid, page
+
+        if row.type in PAGE_TYPES:
+            self.page_count += 1
+        if row.type != "track":
+            return
+        props = row.properties
+        if row.event == CLICK:
+            self.click_count += 1
+        elif row.event == HOVER:
+            self.hover_count += 1
+            self.hover_dwell_ms += _millis(props.get("dwell_ms"))
+        elif row.event == VIDEO_STARTED:
+            self.video_play_count += 1
+        elif row.event == VIDEO_COMPLETED:
+            self.video_complete_count += 1
+        elif row.event == SCROLL:
+            depth = _percent(props.get("depth_percent"))
+            self.max_scroll_percent = max(self.max_scroll_percent, depth)
+        elif row.event == ENGAGED:
+            self.engaged_ms += _millis(props.get("engaged_ms"))
+            self.max_scroll_percent = max(
+                self.max_scroll_percent, _percent(props.get("max_scroll_percent"))
+            )
+
+    @property
+    def duration_ms(self) -> int:
+        assert self.first_event_at is not None and self.last_event_at is not None
+        return (self.last_event_at - self.first_event_at) // timedelta(milliseconds=1)
+
+
+def aggregate(
+    rows: Iterable[EventRow], session_ids: dict[tuple[int, str], str] | None = None
+) -> list[SessionDelta]:
+    """One delta per session touched by ``rows``, sorted by key (the upsert's lock order).
+
+    ``session_ids`` gives the session of rows that came without one (keyed by
+    (site_id, message_id)); rows with neither are in no session.
+    """
+    derived = session_ids or {}
+    deltas: dict[tuple[int, str], SessionDelta] = {}
+    for row in rows:
+        sid = row.session_id or derived.get((row.site_id, row.message_id))
+        if sid is None:
+            continue
+        delta = deltas.get((row.site_id, sid))
+        if delta is None:
+            delta = deltas[(row.site_id, sid)] = SessionDelta(row.site_id, sid)
+            if row.session_id is None:
+                delta.idle_key = idle_key(row)
+        delta.add(row)
+    return [deltas[key] for key in sorted(deltas)]
+
+
+# --- the idle rule for messages without a session id ------------------------------
+
+
+def idle_key(row: EventRow) -> str | None:
+    """Whose idle-rule sessions a message without a session id belongs to, if anyone's."""
+    if row.anonymous_id is not None and not is_illegal_id(row.anonymous_id):
+        return "a:" + row.anonymous_id
+    if row.user_id is not None:
+        return "u:" + row.user_id
+    if row.visitor_hash is not None:  # consent mode "anonymous": the daily visitor hash
+        return "v:" + row.visitor_hash
+    return None
+
+
+def derive_session_id(site_id: int, key: str, first_at: datetime) -> str:
+    """A deterministic id for an idle-rule session: same actor and start, same id."""
+    digest = hashlib.sha256(f"{site_id}\0{key}\0{first_at.isoformat()}".encode()).hexdigest()
+    return "ffs-" + digest[:32]
+
+
+@dataclass(slots=True)
+class Span:
+    """An idle-rule session of one actor: its id and the time it covers so far."""
+
+    session_id: str
+    first: datetime
+    last: datetime
+
+    def distance(self, at: datetime) -> timedelta:
+        if at < self.first:
+            return self.first - at
+        if at > self.last:
+            return at - self.last
+        return timedelta(0)
+
+
+def assign_idle(
+    spans: list[Span],
+    events: list[tuple[datetime, str]],
+    new_id: Callable[[datetime], str],
+) -> dict[str, str]:
+    """Session id per message id for one actor's events without a session id.
+
+    An event joins the existing session it is within 30 minutes of (the
+    nearest, if several), and widens it; otherwise it starts a new session
+    whose id ``new_id(time)`` derives. Events are taken in time order, so the
+    outcome does not depend on arrival order within the batch. ``spans`` is
+    updated in place. Two sessions an event would bridge are not merged.
+    """
+    assigned: dict[str, str] = {}
+    for at, message_id in sorted(events):
+        near = [s for s in spans if s.distance(at) <= IDLE]
+        if near:
+            span = min(near, key=lambda s: (s.distance(at), s.first))
+            span.first, span.last = min(span.first, at), max(span.last, at)
+        else:
+            span = Span(new_id(at), at, at)
+            spans.append(span)
+        assigned[message_id] = span.session_id
+    return assigned

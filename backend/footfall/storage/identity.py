@@ -1,0 +1,223 @@
+"""Identity links and merges in the writer's transaction (the SQL of pipeline/identity.py).
+
+Tables: ``persons`` (``merged_into`` points straight at the surviving person,
+kept flat so one join resolves any person), ``identities`` ((site, kind,
+value) -> the person it was first attached to; never re-pointed) and
+``person_merges`` (one row per merged person: the history).
+
+Fast path: one query resolves every id of the batch; links whose ids already
+share a person cost nothing more, and ids seen alone that have no person get
+one in a single INSERT (a conflict there means another collector created it
+first, which is fine).
+
+Slow path, per link that changes something, inside a savepoint:
+1. resolve both ids to their canonical persons;
+2. lock those persons (``SELECT … FOR UPDATE``, in id order) and resolve
+   again: if anything changed meanwhile (a concurrent merge or a new id), roll
+   back to the savepoint and start over;
+3. decide with the pure rules, then insert ids (``ON CONFLICT DO NOTHING``:
+   zero rows means another collector attached it first -> start over) or
+   merge (flatten ``merged_into``, record the merge; ``person_merges`` has one
+   row per merged person, so a merge is recorded once whoever gets there).
+
+Every change to a person (an id attached, a merge into or out of it) happens
+with that person locked, so two collectors applying the same identify at once
+serialize on the lock, and the second finds the ids already linked: one
+person, one merge record. A deadlock between two group commits (possible only
+when they touch the same persons in opposite orders) aborts one transaction,
+which the writer retries whole.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+
+from footfall.pipeline.identity import (
+    USER,
+    Act,
+    IdKey,
+    Known,
+    Link,
+    decide_alias,
+    decide_link,
+    plan_identities,
+)
+from footfall.pipeline.types import EventRow
+
+MAX_ATTEMPTS = 20
+
+RESOLVE = (
+    "SELECT q.site_id, q.kind, q.value, c.id, c.is_identified"
+    " FROM unnest(%s::int[], %s::text[], %s::text[]) AS q(site_id, kind, value)"
+    " JOIN identities i ON i.site_id = q.site_id AND i.kind = q.kind AND i.value = q.value"
+    " JOIN persons p ON p.id = i.person_id"
+    " JOIN persons c ON c.id = COALESCE(p.merged_into, p.id)"
+)
+
+# Ids seen alone: a person each, created only for the ids actually inserted.
+CREATE_SINGLES = (
+    "WITH q AS (SELECT * FROM unnest(%s::int[], %s::text[], %s::text[], %s::text[])"
+    " AS q(site_id, kind, value, message_id) ORDER BY site_id, kind, value),"
+    " ins AS (INSERT INTO identities (site_id, kind, value, person_id, message_id)"
+    " SELECT site_id, kind, value, nextval(pg_get_serial_sequence('persons', 'id')), message_id"
+    " FROM q ON CONFLICT DO NOTHING RETURNING site_id, kind, person_id)"
+    " INSERT INTO persons (id, site_id, is_identified)"
+    " SELECT person_id, site_id, kind = 'user' FROM ins"
+)
+
+INSERT_IDENTITY = (
+    "INSERT INTO identities (site_id, kind, value, person_id, message_id)"
+    " VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
+)
+
+
+class _StartOver(Exception):
+    """The state changed under us: roll back to the savepoint and try again."""
+
+
+def _columns(keys: Sequence[IdKey]) -> tuple[list[int], list[str], list[str]]:
+    return [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys]
+
+
+async def resolve(cur: psycopg.AsyncCursor[Any], keys: Sequence[IdKey]) -> dict[IdKey, Known]:
+    """The canonical person of each id that has one."""
+    if not keys:
+        return {}
+    await cur.execute(RESOLVE, _columns(keys))
+    return {
+        (site_id, kind, value): Known(person, identified)
+        for site_id, kind, value, person, identified in await cur.fetchall()
+    }
+
+
+async def _new_person(cur: psycopg.AsyncCursor[Any], site_id: int, identified: bool) -> int:
+    await cur.execute(
+        "INSERT INTO persons (site_id, is_identified) VALUES (%s, %s) RETURNING id",
+        (site_id, identified),
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+async def _attach(cur: psycopg.AsyncCursor[Any], key: IdKey, person: int, message_id: str) -> None:
+    await cur.execute(INSERT_IDENTITY, (*key, person, message_id))
+    if cur.rowcount != 1:
+        raise _StartOver  # another collector attached this id first
+    if key[1] == USER:
+        await cur.execute("UPDATE persons SET is_identified = true WHERE id = %s", (person,))
+
+
+async def _merge(
+    cur: psycopg.AsyncCursor[Any],
+    site_id: int,
+    message_id: str,
+    source: Known,
+    target: Known,
+    reason: str,
+) -> None:
+    # Flat pointers: the merged person and everything already merged into it
+    # now point at the target, so any person resolves in one join.
+    await cur.execute(
+        "UPDATE persons SET merged_into = %s, merged_at = now() WHERE id = %s OR merged_into = %s",
+        (target.person, source.person, source.person),
+    )
+    if source.identified and not target.identified:
+        await cur.execute("UPDATE persons SET is_identified = true WHERE id = %s", (target.person,))
+    await cur.execute(
+        "INSERT INTO person_merges (site_id, from_person, into_person, reason, message_id)"
+        " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (from_person) DO NOTHING",
+        (site_id, source.person, target.person, reason, message_id),
+    )
+
+
+def _keys(link: Link) -> list[IdKey]:
+    keys = [link.first, link.second]
+    if link.anonymous_first is not None:
+        keys.append(link.anonymous_first)
+    return keys
+
+
+def _effective_first(link: Link, state: dict[IdKey, Known]) -> tuple[IdKey, bool]:
+    """(the first id, whether alias rules apply): an alias whose previousId is a known
+    anonymous id links that anonymous id, under identify rules."""
+    if link.anonymous_first is not None and link.anonymous_first in state:
+        return link.anonymous_first, False
+    return link.first, link.alias
+
+
+def already_linked(link: Link, state: dict[IdKey, Known]) -> bool:
+    first = state.get(_effective_first(link, state)[0])
+    second = state.get(link.second)
+    return first is not None and second is not None and first.person == second.person
+
+
+async def _try_link(cur: psycopg.AsyncCursor[Any], link: Link) -> None:
+    keys = _keys(link)
+    state = await resolve(cur, keys)
+    persons = sorted({known.person for known in state.values()})
+    if persons:
+        await cur.execute(
+            "SELECT id FROM persons WHERE id = ANY(%s) ORDER BY id FOR UPDATE", (persons,)
+        )
+        if await resolve(cur, keys) != state:
+            raise _StartOver  # merged or linked meanwhile
+    first_key, alias = _effective_first(link, state)
+    first, second = state.get(first_key), state.get(link.second)
+    decision = (decide_alias if alias else decide_link)(first, second)
+    site_id = link.second[0]
+    match decision.act:
+        case Act.NOTHING:
+            return
+        case Act.CREATE:
+            person = await _new_person(cur, site_id, identified=True)
+            await _attach(cur, first_key, person, link.message_id)
+            await _attach(cur, link.second, person, link.message_id)
+        case Act.ATTACH_FIRST:
+            assert second is not None
+            await _attach(cur, first_key, second.person, link.message_id)
+        case Act.ATTACH_SECOND:
+            assert first is not None
+            await _attach(cur, link.second, first.person, link.message_id)
+        case Act.CREATE_SECOND:
+            person = await _new_person(cur, site_id, identified=True)
+            await _attach(cur, link.second, person, link.message_id)
+        case Act.MERGE:
+            assert first is not None and second is not None
+            reason = "alias" if link.alias else decision.reason
+            await _merge(cur, site_id, link.message_id, first, second, reason)
+
+
+async def apply_link(conn: psycopg.AsyncConnection[Any], link: Link) -> None:
+    """Apply one link in a savepoint, starting over while concurrent writers change its ids."""
+    for _ in range(MAX_ATTEMPTS):
+        try:
+            async with conn.transaction(), conn.cursor() as cur:
+                await _try_link(cur, link)
+        except _StartOver:
+            continue
+        return
+    raise RuntimeError(f"identity link kept changing under concurrent writers: {link}")
+
+
+async def identity_step(conn: psycopg.AsyncConnection[Any], rows: Sequence[EventRow]) -> None:
+    """Writer TxStep: give every id of the new rows a person, apply links and merges."""
+    plan = plan_identities(rows)
+    if not plan.links and not plan.singles:
+        return
+    keys = list({k for link in plan.links for k in _keys(link)} | set(plan.singles))
+    async with conn.cursor() as cur:
+        known = await resolve(cur, keys)
+    for link in plan.links:
+        if already_linked(link, known):
+            continue  # already one person: the common case, no lock taken
+        await apply_link(conn, link)
+    missing = sorted(k for k in plan.singles if k not in known)
+    if missing:
+        async with conn.cursor() as cur:
+            await cur.execute(
+                CREATE_SINGLES, (*_columns(missing), [plan.singles[k] for k in missing])
+            )
