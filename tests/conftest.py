@@ -53,3 +53,9 @@ def collector(server: ServerThread, database: str) -> Collector:
     return Collector(
         base_url=server.base_url, dsn=database, write_key=key, site_id=site_id, server=server
     )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Browser tests last: Playwright's sync API keeps an event loop running on the main
+    thread for the rest of the session, which would break every later asyncio.run()."""
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)

@@ -82,8 +82,15 @@ class ServerThread:
         self.base_url = f"http://127.0.0.1:{self.port}"
         app = create_app(settings, migrate_on_start=migrate_on_start)
         self.app = app
+        # proxy_headers=False as `footfall serve` runs it: the collector itself decides
+        # which X-Forwarded-For to believe (FOOTFALL_TRUSTED_PROXIES, api/client_ip.py).
         config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
+            app,
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            lifespan="on",
+            proxy_headers=False,
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)

@@ -182,8 +182,9 @@ SELECT person_id,
        sum(click_count)::float8 AS clicks,
        COALESCE(sum(click_count)::float8 / NULLIF(sum(page_count), 0), 0) AS click_rate,
        sum(video_play_count)::float8 AS video_plays,
-       COALESCE(LEAST(1, sum(video_complete_count)::float8
-                          / NULLIF(sum(video_play_count), 0)), 0) AS video_completion_rate,
+       -- LEAST ignores NULLs: the COALESCE goes inside it.
+       LEAST(1, COALESCE(sum(video_complete_count)::float8
+                         / NULLIF(sum(video_play_count), 0), 0)) AS video_completion_rate,
        avg((device_type = 'mobile')::int)::float8 AS share_mobile,
        avg((device_type = 'tablet')::int)::float8 AS share_tablet,
        avg((device_type = 'desktop')::int)::float8 AS share_desktop,

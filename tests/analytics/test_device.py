@@ -210,7 +210,11 @@ def test_over_http_bots_refused_and_counted(collector: Collector) -> None:
     assert answer["accepted"] == 1
     assert answer["refused"] == {"bot": 2}
     (row,) = collector.events()
-    assert (row["anonymous_id"], row["device_type"], row["device_model"]) == ("a-ok", "tablet", "iPad")
+    assert (row["anonymous_id"], row["device_type"], row["device_model"]) == (
+        "a-ok",
+        "tablet",
+        "iPad",
+    )
 
 
 def test_over_http_bots_kept_when_the_site_allows(collector: Collector) -> None:

@@ -36,17 +36,23 @@ def geo_db(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A City and an ASN database: an IPv4 and an IPv6 network, and a country-only one."""
     directory = tmp_path_factory.mktemp("geoip")
     city = MMDBWriter(
-        ip_version=6, ipv4_compatible=True, database_type="GeoLite2-City", languages=["en"],
+        ip_version=6,
+        ipv4_compatible=True,
+        database_type="GeoLite2-City",
+        languages=["en"],
         description="footfall test",
-    )  # fmt: skip
+    )
     city.insert_network(IPSet(["81.2.69.0/24"]), LONDON)
     city.insert_network(IPSet(["2001:db8:1::/48"]), BERLIN)
     city.insert_network(IPSet(["192.0.2.0/24"]), NO_CITY)
     city.to_db_file(str(directory / "city.mmdb"))
     asn = MMDBWriter(
-        ip_version=6, ipv4_compatible=True, database_type="GeoLite2-ASN", languages=["en"],
+        ip_version=6,
+        ipv4_compatible=True,
+        database_type="GeoLite2-ASN",
+        languages=["en"],
         description="footfall test",
-    )  # fmt: skip
+    )
     asn.insert_network(
         IPSet(["81.2.69.0/24"]),
         {"autonomous_system_number": 20712, "autonomous_system_organization": "Andrews & Arnold"},
@@ -77,7 +83,11 @@ def test_ipv4_city_region_coarse_location_and_asn(lookup: GeoLookup) -> None:
 
 def test_ipv6(lookup: GeoLookup) -> None:
     found = lookup.lookup("2001:db8:1::42")
-    assert (found["geo_country"], found["geo_city"], found["geo_region"]) == ("DE", "Berlin", "DE-BE")
+    assert (found["geo_country"], found["geo_city"], found["geo_region"]) == (
+        "DE",
+        "Berlin",
+        "DE-BE",
+    )
     assert (found["geo_latitude"], found["geo_longitude"]) == (52.5, 13.4)
     assert "geo_asn" not in found  # not in the ASN database
 
@@ -111,6 +121,20 @@ def test_no_database_no_columns_and_one_log_line(caplog: pytest.LogCaptureFixtur
     draft = Draft({"type": "page"}, None)
     GeoStep(None)(draft, _ctx("81.2.69.160"))
     assert draft.columns == {}
+
+
+def test_a_configured_file_that_is_missing_turns_geo_off(
+    tmp_path: Path, geo_db: tuple[Path, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="footfall.pipeline.geo"):
+        assert open_geo(tmp_path / "missing.mmdb", None) is None
+        geo = open_geo(geo_db[0], tmp_path / "missing-asn.mmdb")
+    assert geo is not None
+    try:
+        assert "geo_asn" not in geo.lookup("81.2.69.160")
+    finally:
+        geo.close()
+    assert sum("is not a file" in r.getMessage() for r in caplog.records) == 2
 
 
 def test_over_http_through_a_trusted_proxy(database: str, geo_db: tuple[Path, Path]) -> None:

@@ -101,7 +101,18 @@ def test_rules() -> None:
 
 @pytest.mark.parametrize(
     "value",
-    ["anonymous", "NULL", "Null", "undefined", "0", "guest", " Guest ", "[object Object]", "", "None"],
+    [
+        "anonymous",
+        "NULL",
+        "Null",
+        "undefined",
+        "0",
+        "guest",
+        " Guest ",
+        "[object Object]",
+        "",
+        "None",
+    ],
 )
 def test_illegal_ids(value: str) -> None:
     assert is_illegal_id(value)
@@ -144,9 +155,7 @@ def test_login_on_a_second_device_merges_its_anonymous_person(site: SiteDb) -> N
     assert site.merges() == [{"from_person": phone, "into_person": bob, "reason": "identify"}]
     assert set(site.event_persons().values()) == {bob}  # old events follow, none rewritten
     assert site.canonical_persons() == 1
-    (person,) = query(
-        site.dsn, "SELECT * FROM analytics.persons WHERE person_id = %s", (bob,)
-    )
+    (person,) = query(site.dsn, "SELECT * FROM analytics.persons WHERE person_id = %s", (bob,))
     assert sorted(person["anonymous_ids"]) == ["laptop", "phone"]
     assert person["user_ids"] == [h("bob")] and person["merged_person_ids"] == [phone]
 

@@ -81,12 +81,34 @@ FROM ev
 GROUP BY session_id
 """
 
-COLUMNS = (
-    "event_count page_count click_count hover_count hover_dwell_ms video_play_count"
-    " video_complete_count max_scroll_percent engaged_ms first_event_at last_event_at"
-    " duration_ms user_id first_message_id last_message_id anonymous_id device_type"
-    " browser_name os_name entry_page entry_at referrer utm_source utm_campaign exit_page exit_at"
-).split()
+COLUMNS = [
+    "event_count",
+    "page_count",
+    "click_count",
+    "hover_count",
+    "hover_dwell_ms",
+    "video_play_count",
+    "video_complete_count",
+    "max_scroll_percent",
+    "engaged_ms",
+    "first_event_at",
+    "last_event_at",
+    "duration_ms",
+    "user_id",
+    "first_message_id",
+    "last_message_id",
+    "anonymous_id",
+    "device_type",
+    "browser_name",
+    "os_name",
+    "entry_page",
+    "entry_at",
+    "referrer",
+    "utm_source",
+    "utm_campaign",
+    "exit_page",
+    "exit_at",
+]
 
 
 def _tracker_session(rng: random.Random, n: int) -> list[dict[str, Any]]:
@@ -102,24 +124,53 @@ def _tracker_session(rng: random.Random, n: int) -> list[dict[str, Any]]:
     for p in range(rng.randint(1, 4)):
         path = f"/article/{rng.randint(1, 9)}"
         props = {"path": path, "url": "https://example.com" + path, "referrer": f"https://ref/{p}"}
-        out.append(page(anon, path, session=sid, ua=ua, minutes=t, properties=props,
-                        context=dict(context), userId=user))  # fmt: skip
+        out.append(
+            page(
+                anon,
+                path,
+                session=sid,
+                ua=ua,
+                minutes=t,
+                properties=props,
+                context=dict(context),
+                userId=user,
+            )
+        )
         for _ in range(rng.randint(0, 4)):
             t += rng.uniform(0.01, 2)
             kind = rng.choice(["click", "hover", "scroll", "play", "done", "engaged", "custom"])
             event, props = {
                 "click": ("Element Clicked", {"selector": "a.more", "tag": "a"}),
-                "hover": ("Element Hovered", {"selector": "#subscribe", "dwell_ms": rng.randint(500, 4000)}),
-                "scroll": ("Scroll Depth Reached", {"depth_percent": rng.choice([25, 50, 75, 90, 100])}),
+                "hover": (
+                    "Element Hovered",
+                    {"selector": "#subscribe", "dwell_ms": rng.randint(500, 4000)},
+                ),
+                "scroll": (
+                    "Scroll Depth Reached",
+                    {"depth_percent": rng.choice([25, 50, 75, 90, 100])},
+                ),
                 "play": ("Video Playback Started", {"position": 0}),
                 "done": ("Video Playback Completed", {"position": 60}),
-                "engaged": ("Page Engaged", {"engaged_ms": rng.randint(1000, 90000),
-                                             "max_scroll_percent": rng.choice([12.5, 62.5, 99.4])}),
+                "engaged": (
+                    "Page Engaged",
+                    {
+                        "engaged_ms": rng.randint(1000, 90000),
+                        "max_scroll_percent": rng.choice([12.5, 62.5, 99.4]),
+                    },
+                ),
                 "custom": ("Signed Up", {"plan": "pro"}),
-            }[kind]  # fmt: skip
+            }[kind]
             out.append(
-                track(anon, event, props, session=sid, ua=ua, minutes=t, context=dict(context),
-                      userId=user)  # fmt: skip
+                track(
+                    anon,
+                    event,
+                    props,
+                    session=sid,
+                    ua=ua,
+                    minutes=t,
+                    context=dict(context),
+                    userId=user,
+                )
             )
         t += rng.uniform(0.5, 5)
     # Two events at the same instant: the message id breaks the tie.
@@ -133,13 +184,23 @@ def _server_side() -> list[dict[str, Any]]:
     out = []
     for minutes in (0, 10, 50, 55, 200):
         out.append(
-            message("track", anonymousId="srv-1", event="Order Completed", minutes=minutes,
-                    properties={"total": minutes})  # fmt: skip
+            message(
+                "track",
+                anonymousId="srv-1",
+                event="Order Completed",
+                minutes=minutes,
+                properties={"total": minutes},
+            )
         )
     for minutes in (0, 5):
         out.append(
-            message("track", userId="srv-user", event="Invoice Paid", minutes=minutes,
-                    properties={"n": minutes})  # fmt: skip
+            message(
+                "track",
+                userId="srv-user",
+                event="Invoice Paid",
+                minutes=minutes,
+                properties={"n": minutes},
+            )
         )
     return out
 
@@ -156,7 +217,7 @@ def test_rollups_equal_a_recount_after_retries_duplicates_and_two_collectors(
         size = rng.randint(1, 25)
         batch = messages[i : i + size]
         if rng.random() < 0.3:
-            batch = batch + [rng.choice(batch)]  # a duplicate in the same batch
+            batch = [*batch, rng.choice(batch)]  # a duplicate in the same batch
         batches.append(batch)
         i += size
     retries = [b for b in batches if rng.random() < 0.4]  # sent again: clients retrying
@@ -187,12 +248,15 @@ def test_rollups_equal_a_recount_after_retries_duplicates_and_two_collectors(
     finally:
         second.stop()
 
-    stored_events = query(database, "SELECT count(*) AS n FROM events WHERE site_id = %s", (site_id,))
+    stored_events = query(
+        database, "SELECT count(*) AS n FROM events WHERE site_id = %s", (site_id,)
+    )
     assert stored_events[0]["n"] == len({m["messageId"] for m in messages})
     missing = query(
-        database, "SELECT count(*) AS n FROM events WHERE site_id = %s AND session_id IS NULL",
+        database,
+        "SELECT count(*) AS n FROM events WHERE site_id = %s AND session_id IS NULL",
         (site_id,),
-    )  # fmt: skip
+    )
     assert missing[0]["n"] == 0  # every message had an actor, so every one has a session
 
     expected = {r["session_id"]: r for r in query(database, RECOMPUTE, {"site": site_id})}

@@ -58,7 +58,10 @@ def snippet(tracker_url: str, options: dict[str, Any], before_init: str = "") ->
 class Site:
     """A test site on the collector's origin, with helpers to read what was stored.
 
-    It has its own site row that accepts custom (undeclared) events too.
+    It has its own site row that accepts custom (undeclared) events too, and
+    automated browsers: a keepalive request that outlives its page may go out
+    with Chromium's own "HeadlessChrome" identity, which the collector refuses
+    as a bot by default.
     """
 
     collector: Collector
@@ -140,9 +143,14 @@ class Site:
 @pytest.fixture
 def site(browser: Any, collector: Collector) -> Iterator[Site]:
     site_id, write_key = collector.make_site(
-        allowed_origins=["*"], settings={"allow_undeclared_events": True}
+        allowed_origins=["*"], settings={"allow_undeclared_events": True, "allow_bots": True}
     )
-    context = browser.new_context(viewport={"width": 1000, "height": 700})
+    # The collector refuses bots, and "HeadlessChrome" is one: present as the desktop browser it is.
+    user_agent = (
+        "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+        f"Chrome/{browser.version} Safari/537.36"
+    )
+    context = browser.new_context(viewport={"width": 1000, "height": 700}, user_agent=user_agent)
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))

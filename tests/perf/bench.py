@@ -30,6 +30,7 @@ import contextlib
 import json
 import os
 import platform
+import re
 import resource
 import shutil
 import signal
@@ -64,6 +65,11 @@ REPO = Path(__file__).resolve().parents[2]
 BATCH_SIZE = 20
 HOST = "127.0.0.1"
 
+# Events one visitor (anonymousId, sessionId) sends in a run: 5 batches of 20,
+# or 100 single messages. --visitor-events changes it; 1 makes every request a
+# new visitor (the identity and session work's worst case).
+VISITOR_EVENTS = 100
+
 TARGET_EVENTS_S = 20_000
 TARGET_COPY_SHARE = 0.30
 TARGET_SINGLE_REQ_S = 3_000
@@ -71,7 +77,8 @@ TARGET_P99_HALF_MS = 50.0
 
 # ----------------------------------------------------------------------------
 # Messages: what footfall.js sends. "@BASE@" becomes a unique id per request
-# (messageId = BASE-i, anonymousId/sessionId derived from it); "@TS@" the time.
+# (messageId = BASE-i), "@VIS@" the visitor (anonymousId, sessionId: a visitor
+# sends several requests, see visitor_slot), "@TS@" the time.
 # ----------------------------------------------------------------------------
 
 UA = (
@@ -100,14 +107,14 @@ def _context(page_index: int) -> dict[str, Any]:
         "userAgent": UA,
         "locale": "en-US",
         "timezone": "Europe/Berlin",
-        "sessionId": "s-@BASE@",
+        "sessionId": "s-@VIS@",
     }
 
 
 def _message(kind: str, i: int) -> dict[str, Any]:
     common = {
         "messageId": f"@BASE@-{i}",
-        "anonymousId": "a-@BASE@",
+        "anonymousId": "a-@VIS@",
         "timestamp": "@TS@",
         "context": _context(i // 5),
     }
@@ -185,12 +192,25 @@ def single_templates() -> list[str]:
     return [orjson.dumps(_message(kind, 0)).decode() for kind in SINGLE_KINDS]
 
 
-def fill(template: str, base: str, ts: str) -> str:
-    return template.replace("@BASE@", base).replace("@TS@", ts)
+def fill(template: str, base: str, ts: str, visitor: str | None = None) -> str:
+    filled = template.replace("@BASE@", base).replace("@TS@", ts)
+    return filled.replace("@VIS@", visitor or base)
 
 
-def batch_body(base: str, ts: str, templates: list[str]) -> bytes:
-    return ('{"batch":[' + ",".join(fill(t, base, ts) for t in templates) + "]}").encode()
+def batch_body(base: str, ts: str, templates: list[str], visitor: str | None = None) -> bytes:
+    messages = ",".join(fill(t, base, ts, visitor) for t in templates)
+    return ('{"batch":[' + messages + "]}").encode()
+
+
+def visitor_slot(n: int, slots: int, per_visitor: int) -> int:
+    """The visitor of request ``n`` (0-based) of a generator with ``slots`` connections.
+
+    Consecutive requests go to different visitors (one per connection slot), and
+    each slot moves to a new visitor every ``per_visitor`` requests: a visitor's
+    requests come about one round of the connections apart, as a browser sends
+    them one after the other, rather than all at once.
+    """
+    return n % slots + slots * (n // (slots * per_visitor))
 
 
 def now_iso() -> str:
@@ -216,17 +236,17 @@ def _lua_str(text: str) -> str:
     return '"' + "".join(out) + '"'
 
 
+_PLACEHOLDERS = {"@BASE@": "base", "@VIS@": "vis", "@TS@": "ts"}
+
+
 def _lua_concat(template: str) -> str:
-    """Lua expression concatenating ``template`` with the variables base and ts."""
+    """Lua expression concatenating ``template`` with the variables base, vis and ts."""
     parts: list[str] = []
-    for i, chunk in enumerate(template.split("@BASE@")):
-        if i:
-            parts.append("base")
-        for j, piece in enumerate(chunk.split("@TS@")):
-            if j:
-                parts.append("ts")
-            if piece:
-                parts.append(_lua_str(piece))
+    for piece in re.split("(" + "|".join(_PLACEHOLDERS) + ")", template):
+        if piece in _PLACEHOLDERS:
+            parts.append(_PLACEHOLDERS[piece])
+        elif piece:
+            parts.append(_lua_str(piece))
     return " .. ".join(parts)
 
 
@@ -235,6 +255,8 @@ wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = __AUTH__
 local run = __RUN__
+local slots = __SLOTS__
+local per_visitor = __PER_VISITOR__
 local threads = {}
 local counter = 0
 
@@ -253,9 +275,12 @@ end
 function request()
   counter = counter + 1
   sent = counter
+  local n = counter - 1
+  local visitor = n % slots + slots * math.floor(n / (slots * per_visitor))
   local base = run .. "-" .. tid .. "-" .. counter
+  local vis = run .. "-" .. tid .. "-v" .. visitor
   local ts = os.date("!%Y-%m-%dT%H:%M:%S.000Z")
-  return wrk.format(nil, nil, nil, build(base, ts, counter))
+  return wrk.format(nil, nil, nil, build(base, vis, ts, counter))
 end
 
 function response(status, headers, body)
@@ -298,10 +323,10 @@ end
 """
 
 
-def lua_script(kind: str, write_key: str, run_id: str) -> str:
+def lua_script(kind: str, write_key: str, run_id: str, slots: int = 1, per_visitor: int = 1) -> str:
     templates = batch_templates() if kind == "batch" else single_templates()
     if kind == "batch":
-        lines = ["function build(base, ts, n)", "  local p = {'{\"batch\":['}"]
+        lines = ["function build(base, vis, ts, n)", "  local p = {'{\"batch\":['}"]
         for i, t in enumerate(templates):
             if i:
                 lines.append('  p[#p + 1] = ","')
@@ -314,12 +339,15 @@ def lua_script(kind: str, write_key: str, run_id: str) -> str:
             for i, t in enumerate(templates)
         )
         builders = (
-            f"function build(base, ts, n)\n  local k = n % {len(templates)}\n{cases}\n  end\nend"
+            f"function build(base, vis, ts, n)\n  local k = n % {len(templates)}\n{cases}\n"
+            "  end\nend"
         )
     auth = "Basic " + base64.b64encode(f"{write_key}:".encode()).decode()
     return (
         LUA_TEMPLATE.replace("__AUTH__", _lua_str(auth))
         .replace("__RUN__", _lua_str(run_id))
+        .replace("__SLOTS__", str(max(1, slots)))
+        .replace("__PER_VISITOR__", str(max(1, per_visitor)))
         .replace("__BUILDERS__", builders)
     )
 
@@ -523,6 +551,15 @@ def count_rows(dsn: str, site_id: int) -> tuple[int, int]:
         return stored, int(failed.fetchone()[0])  # type: ignore[index]
 
 
+def count_commits(dsn: str, site_id: int) -> int:
+    """Transactions that stored the site's rows: rows one transaction wrote share its xmin."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        cur = conn.execute(
+            "SELECT count(DISTINCT xmin::text) FROM events WHERE site_id = %s", (site_id,)
+        )
+        return int(cur.fetchone()[0])  # type: ignore[index]
+
+
 def settled_count(dsn: str, site_id: int, timeout: float = 15.0) -> tuple[int, int]:
     """The row count once it stops moving (a cut-off request may still be committing)."""
     last = count_rows(dsn, site_id)
@@ -566,6 +603,8 @@ class Run:
     cpu: dict[str, float] = field(default_factory=dict)
     generator: str = "wrk"
     attempts: int = 1
+    commits: int | None = None  # transactions the collector used for this run's rows
+    events_per_commit: float | None = None
     discarded: list[dict[str, Any]] = field(default_factory=list)  # contaminated attempts
 
     def check_rows(self, stored: int, failed: int) -> None:
@@ -631,7 +670,10 @@ def wrk_run(
         key = "ffw_trivial"
     run_id = uuid.uuid4().hex[:12]
     script = tmp / f"{label}-{run_id}.lua"
-    script.write_text(lua_script(kind, key, run_id))
+    threads = max(1, min(2, connections))
+    slots = -(-connections // threads)
+    per_visitor = max(1, VISITOR_EVENTS // (BATCH_SIZE if kind == "batch" else 1))
+    script.write_text(lua_script(kind, key, run_id, slots, per_visitor))
     endpoint = "/v1/batch" if kind == "batch" else "/v1/track"
     per = BATCH_SIZE if kind == "batch" else 1
     raw = run_wrk(wrk, script, server.base_url + endpoint, connections, duration, meter)
@@ -658,6 +700,8 @@ def wrk_run(
     )
     if dsn is not None and site_id is not None:
         run.check_rows(*settled_count(dsn, site_id))
+        run.commits = count_commits(dsn, site_id)
+        run.events_per_commit = round((run.stored_rows or 0) / max(1, run.commits), 1)
     return run
 
 
@@ -703,6 +747,7 @@ async def _open_loop(
     ).encode()
     templates = batch_templates()
     run_id = uuid.uuid4().hex[:12]
+    per_visitor = max(1, VISITOR_EVENTS // BATCH_SIZE)
     pool: asyncio.Queue[_Conn] = asyncio.Queue()
     for _ in range(connections):
         pool.put_nowait(_Conn(*await asyncio.open_connection(HOST, port)))
@@ -715,7 +760,8 @@ async def _open_loop(
 
     async def one(n: int, scheduled: float) -> None:
         nonlocal accepted, errors
-        body = batch_body(f"{run_id}-o-{n}", now_iso(), templates)
+        visitor = f"{run_id}-o-v{visitor_slot(n, connections, per_visitor)}"
+        body = batch_body(f"{run_id}-o-{n}", now_iso(), templates, visitor)
         conn = await pool.get()
         sent = loop.time()
         try:
@@ -807,6 +853,8 @@ def open_loop_run(
         generator=f"open-loop asyncio at {rate_req_s:.0f} req/s",
     )
     run.check_rows(*settled_count(dsn, site_id))
+    run.commits = count_commits(dsn, site_id)
+    run.events_per_commit = round((run.stored_rows or 0) / max(1, run.commits), 1)
     return run
 
 
@@ -1023,7 +1071,14 @@ def summarize_profile(raw_files: list[Path], top: int = 40) -> dict[str, Any]:
 
 
 def profile_run(
-    wrk: str, tmp: Path, server: Server, dsn: str, connections: int, duration: float, out: Path
+    wrk: str,
+    tmp: Path,
+    server: Server,
+    dsn: str,
+    kind: str,
+    connections: int,
+    duration: float,
+    out: Path,
 ) -> dict[str, Any]:
     pyspy = shutil.which("py-spy")
     if not pyspy:
@@ -1032,13 +1087,14 @@ def profile_run(
     recorders = []
     raw_files = []
     for pid in server.worker_pids():
-        raw = out / f"worker-{pid}.txt"
+        raw = out / f"{kind}-worker-{pid}.txt"
         raw_files.append(raw)
         argv = [pyspy, "record", "--pid", str(pid), "--rate", "200", "--format", "raw"]
         argv += ["--duration", str(int(duration) + 2), "--output", str(raw)]
         recorders.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
     time.sleep(1.0)
-    run = wrk_run(wrk, tmp, server, "profile", "batch", connections, duration, dsn)
+    meter = CpuMeter(server.proc.pid)
+    run = wrk_run(wrk, tmp, server, f"profile-{kind}", kind, connections, duration, dsn, meter)
     for rec in recorders:
         try:
             rec.wait(timeout=duration + 30)
@@ -1051,6 +1107,8 @@ def profile_run(
         return {"skipped": f"py-spy produced nothing: {errors.decode()[-500:]}"}
     summary = summarize_profile(existing)
     summary["events_s_under_profiler"] = run.events_s
+    summary["kind"] = kind
+    summary["cpu"] = run.cpu
     summary["raw_files"] = [str(p) for p in existing]
     return summary
 
@@ -1078,8 +1136,12 @@ def source_info() -> dict[str, Any]:
             return ""
         return done.stdout.strip()
 
+    snapshot = REPO / ".bench-commit"  # a `git archive` copy has no .git: say what it was
+    commit = git("rev-parse", "--short", "HEAD") or (
+        snapshot.read_text().strip() + " (snapshot)" if snapshot.exists() else None
+    )
     return {
-        "commit": git("rev-parse", "--short", "HEAD") or None,
+        "commit": commit,
         "backend_modified": bool(git("status", "--porcelain", "--", "backend", "migrations")),
     }
 
@@ -1140,6 +1202,12 @@ def _print_run(run: Run) -> None:
     )
     if run.verdict_detail:
         print(f"      {run.verdict_detail}", flush=True)
+    if run.commits:
+        print(
+            f"      group commit: {run.commits} transactions, {run.events_per_commit} events"
+            f" ({run.events_per_commit / run.messages_per_request:g} requests) per commit",
+            flush=True,
+        )
     if run.cpu:
         cpu = run.cpu
         print(
@@ -1149,6 +1217,17 @@ def _print_run(run: Run) -> None:
             f"{os.cpu_count()}",
             flush=True,
         )
+        if run.events_s:
+            print(
+                f"      CPU per event: collector/app {cpu_us(run, 'server_cores'):.1f} us, "
+                f"postgres {cpu_us(run, 'postgres_cores'):.1f} us",
+                flush=True,
+            )
+
+
+def cpu_us(run: Run, key: str) -> float:
+    """Microseconds of CPU per event (message) that ``key``'s processes spent."""
+    return run.cpu.get(key, 0.0) / run.events_s * 1e6 if run.events_s else 0.0
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -1170,6 +1249,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--copy-seconds", type=float, help="COPY ceiling duration (10)")
     parser.add_argument("--skip-ceilings", action="store_true", help="collector runs only")
     parser.add_argument("--profile", type=Path, help="also profile the workers with py-spy here")
+    parser.add_argument(
+        "--visitor-events",
+        type=int,
+        default=VISITOR_EVENTS,
+        help=f"events each visitor (anonymousId, sessionId) sends ({VISITOR_EVENTS}); "
+        "1: every request is a new visitor",
+    )
     parser.add_argument(
         "--retries",
         type=int,
@@ -1197,7 +1283,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
+    global VISITOR_EVENTS
     args = parse_args(argv)
+    VISITOR_EVENTS = args.visitor_events
     wrk = find_wrk()
     if wrk is None:
         sys.exit("wrk not found: apt-get install -y wrk")
@@ -1211,6 +1299,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "connections": args.connection_counts,
             "workers": args.workers,
             "batch_size": BATCH_SIZE,
+            "visitor_events": args.visitor_events,
             "quick": args.quick,
             "log_level": args.log_level or "collector default (info)",
         },
@@ -1353,6 +1442,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         )
                     )
                 peak = max(batch_runs, key=lambda r: r.events_s)
+                best_single = max(single_runs, key=lambda r: r.req_s).connections
                 half_rate = peak.req_s / 2
                 half = measured(
                     "half-peak",
@@ -1362,12 +1452,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 )
                 print(f"      ({half.generator}; latency counted from the scheduled start)")
                 if args.profile:
-                    print("\n== profile (py-spy, not counted above)", flush=True)
-                    quiet("profile")
-                    results["profile"] = profile_run(
-                        wrk, tmp, collector, dsn, peak.connections, args.duration, args.profile
-                    )
-                    print_profile(results["profile"])
+                    results["profile"] = {}
+                    for kind, conns in (("batch", peak.connections), ("single", best_single)):
+                        print(f"\n== profile, {kind} (py-spy, not counted above)", flush=True)
+                        quiet(f"profile-{kind}")
+                        results["profile"][kind] = profile_run(
+                            wrk, tmp, collector, dsn, kind, conns, args.duration, args.profile
+                        )
+                        print_profile(results["profile"][kind])
             finally:
                 collector.stop()
             results["collector"] = {
@@ -1435,6 +1527,19 @@ def summarize(
         "ratio_single_req_to_fastapi": (
             round(best_single.req_s / fast_single, 3) if fast_single else None
         ),
+        "cpu_us_per_event_batch": {
+            "collector": round(cpu_us(peak, "server_cores"), 1),
+            "postgres": round(cpu_us(peak, "postgres_cores"), 1),
+        },
+        "cpu_us_per_single_request": {
+            "collector": round(cpu_us(best_single, "server_cores"), 1),
+            "postgres": round(cpu_us(best_single, "postgres_cores"), 1),
+        },
+        "fastapi_cpu_us_per_request": {
+            r.label: round(r.cpu.get("server_cores", 0) / r.req_s * 1e6, 1)
+            for r in fast_runs
+            if r.req_s
+        },
         "rows_check": "MATCH" if all(v == "MATCH" for v in verdicts) else "MISMATCH",
         "non2xx": sum(r.non2xx for r in runs),
         "disturbed_runs": disturbed,
@@ -1507,6 +1612,20 @@ def print_summary(s: dict[str, Any]) -> None:
         (
             "collector single req/s / FastAPI single req/s",
             num(s["ratio_single_req_to_fastapi"], ".1%"),
+        ),
+        (
+            "CPU per event at peak: collector / postgres",
+            f"{s['cpu_us_per_event_batch']['collector']} / "
+            f"{s['cpu_us_per_event_batch']['postgres']} us",
+        ),
+        (
+            "CPU per single request: collector / postgres",
+            f"{s['cpu_us_per_single_request']['collector']} / "
+            f"{s['cpu_us_per_single_request']['postgres']} us",
+        ),
+        (
+            "FastAPI app CPU per request",
+            ", ".join(f"{k} {v} us" for k, v in s["fastapi_cpu_us_per_request"].items()) or "-",
         ),
         ("rows stored vs acknowledged", s["rows_check"]),
         ("non-2xx responses (all collector runs)", str(s["non2xx"])),

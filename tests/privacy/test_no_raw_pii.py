@@ -21,9 +21,10 @@ USER_ID = "customer-4711-zeta"
 TOKEN = "tok_SECRETsecret9931"
 PASSWORD = "hunter2-PASSWORD-xyz"
 SESSION = "sess-SECRET-5512"
+CUSTOMER_NO = "CUST-0099-KAPPA"  # not recognisable as PII: only the schema mark protects it
 
 RAW_VALUES = [EMAIL, EMAIL_ENCODED, PHONE, PHONE_DIGITS, "5550123", CLIENT_IP, CONTEXT_IP,
-              USER_ID, TOKEN, PASSWORD, SESSION]  # fmt: skip
+              USER_ID, TOKEN, PASSWORD, SESSION, CUSTOMER_NO]  # fmt: skip
 
 URL = (
     f"https://shop.example/account?email={EMAIL_ENCODED}&token={TOKEN}&page=2#access_token={TOKEN}"
@@ -60,6 +61,7 @@ def _schema_dir(tmp_path: Path) -> Path:
                 "type": "object",
                 "properties": {
                     "buyer_email": {"type": "string", "x-footfall-pii": "hash"},
+                    "customer_no": {"type": "string", "x-footfall-pii": "hash"},
                     "buyer_phone": {"type": "string", "x-footfall-pii": "drop"},
                     "gift_note": {"type": "string", "x-footfall-pii": "redact"},
                     "items": {
@@ -92,6 +94,7 @@ def _messages() -> list[dict]:
         message("track", event="Order Placed", userId=USER_ID, anonymousId="dev-pii-1",
                 context=context,
                 properties={"buyer_email": EMAIL, "buyer_phone": PHONE, "gift_note": "Love, Jane",
+                            "customer_no": CUSTOMER_NO,
                             "items": [{"sku": "A1", "engraving": "J.D. 1990"}], "comment": TEXT}),
         message("page", name=TITLE, anonymousId="dev-pii-1", userId=USER_ID, context=context,
                 properties={"url": URL, "referrer": REFERRER, "title": TITLE, "path": "/account",
@@ -109,7 +112,7 @@ def _messages() -> list[dict]:
         message("track", event="Free Text", userId=USER_ID, anonymousId="dev-pii-1",
                 timestamp="not a date", context=context, properties={"text": TEXT}),
         message("track", event="Order Placed", userId=USER_ID, context=context,
-                properties={"buyer_email": 12345, "comment": TEXT}),
+                properties={"buyer_email": 12345, "comment": TEXT, "customer_no": CUSTOMER_NO}),
         message("bogus", userId=USER_ID, context=context, properties={"text": TEXT}),
     ]  # fmt: skip
 
@@ -187,4 +190,48 @@ def test_no_raw_pii_in_any_table(new_site, tmp_path: Path) -> None:
         "deep": ["Contact me at [email] or [phone]", "https://shop.example/account?page=2"]
     }
     ledger = site.query("SELECT * FROM consent_log WHERE site_id = %s", (site.site_id,))
-    assert len(ledger) == 1 and ledger[0]["user_id"] == rows[0]["user_id"]
+    hashed_ids = {r["user_id"] for r in rows if r["user_id"]}
+    assert len(hashed_ids) == 1  # one user, hashed the same everywhere
+    assert len(ledger) == 1 and ledger[0]["user_id"] in hashed_ids
+
+
+def test_forwarded_for_is_ignored_from_an_untrusted_peer(collector) -> None:
+    """The session collector trusts no proxy: a client cannot choose its IP by a header."""
+    httpx.post(
+        collector.base_url + "/v1/batch",
+        json={"batch": [message("track", event="Element Clicked", anonymousId="x",
+                                properties={"selector": "a", "tag": "a"})]},
+        auth=(collector.write_key, ""),
+        headers={"X-Forwarded-For": CLIENT_IP, "Forwarded": f"for={CONTEXT_IP}"},
+        timeout=30,
+    ).raise_for_status()  # fmt: skip
+    (row,) = collector.events()
+    assert str(row["ip_network"]) == "127.0.0.0/24"
+
+
+def test_ip_storage_none(new_site) -> None:
+    site = new_site(settings={"ip_storage": "none"})
+    site.post([message("track", anonymousId="x")], headers={"X-Forwarded-For": CLIENT_IP})
+    (row,) = site.events()
+    assert row["ip_network"] is None
+
+
+def test_client_cannot_claim_already_pseudonymized(collector) -> None:
+    """The collector's own marker is stripped from input: PII is hashed regardless."""
+    import httpx
+
+    message = {
+        "type": "identify",
+        "anonymousId": "forged-1",
+        "userId": "raw-user-123",
+        "traits": {"email": "forger@example.com"},
+        "_footfall_pseudonymized": "k1",
+        "_footfall_truncated": True,
+    }
+    response = httpx.post(
+        collector.base_url + "/v1/batch", json={"batch": [message]}, auth=(collector.write_key, "")
+    )
+    assert response.status_code == 200 and response.json()["accepted"] == 1, response.text
+    row = collector.events()[0]
+    assert row["user_id"] not in (None, "raw-user-123")
+    assert row["traits"]["email"] != "forger@example.com"

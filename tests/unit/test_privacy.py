@@ -32,7 +32,7 @@ from footfall.pipeline.privacy import (
 )
 from footfall.pipeline.scrub import ParamPolicy, scrub_string
 from footfall.pipeline.types import Draft, Refused, RequestContext, Site
-from footfall.schemas.registry import pii_paths
+from footfall.schemas.registry import check_dir, pii_paths
 from footfall.settings import DEV_PII_KEY, Settings
 
 K1 = PiiKey("k1", b"secret-one-0123456789abcdef0123456789")
@@ -52,14 +52,14 @@ def test_pseudonymize_message() -> None:
         "type": "identify",
         "userId": 42,
         "anonymousId": "anon-1",
-        "traits": {"email": "e@example.com", "plan": "pro", "name": "Eve", "bio": "mail e@x.io"},
+        "traits": {"Email": "e@example.com", "plan": "pro", "name": "Eve", "bio": "mail e@x.io"},
         "context": {"ip": "198.51.100.7", "traits": {"phone": "+49 170 1234567"}, "locale": "de"},
     }
     out = pseudonymize(message, K1)
     assert out["userId"] == K1.hash("42")
     assert out["anonymousId"] == "anon-1"
     assert out["traits"] == {
-        "email": K1.hash("e@example.com"),
+        "Email": K1.hash("e@example.com"),  # trait names compared case-insensitively
         "plan": "pro",
         "name": K1.hash("Eve"),
         "bio": "mail [email]",
@@ -221,3 +221,13 @@ def test_settings_refuse_default_key_outside_development() -> None:
         Settings(trusted_proxies="10.0.0.0/8, nonsense")
     ok = Settings(env="production", pii_key="x" * 40, pii_previous_keys="k0:old-secret")
     assert ok.previous_pii_keys == [("k0", "old-secret")]
+
+
+def test_schemas_check_rejects_unknown_pii_marks(tmp_path) -> None:
+    folder = tmp_path / "signed_up"
+    folder.mkdir()
+    (folder / "1-0-0.json").write_text(
+        '{"type": "object", "properties": {"email": {"x-footfall-pii": "encrypt"}}}'
+    )
+    (problem,) = check_dir(tmp_path)
+    assert "/properties/email: x-footfall-pii must be one of hash, drop, redact" in problem

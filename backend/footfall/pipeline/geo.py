@@ -17,7 +17,7 @@ from typing import Any
 
 import geoip2.database
 import geoip2.errors
-from maxminddb import MODE_AUTO
+from maxminddb import MODE_AUTO, InvalidDatabaseError
 
 from footfall.pipeline.types import Draft, RequestContext
 
@@ -70,8 +70,8 @@ class GeoLookup:
         columns: dict[str, Any] = {}
         try:
             city = self._city.city(ip)
-        except (geoip2.errors.AddressNotFoundError, ValueError):
-            pass
+        except (geoip2.errors.AddressNotFoundError, ValueError, InvalidDatabaseError):
+            pass  # unknown, malformed, or a damaged record: no geo, the event is kept
         else:
             country = city.country.iso_code
             subdivision = city.subdivisions.most_specific.iso_code
@@ -87,7 +87,7 @@ class GeoLookup:
         if self._asn is not None:
             try:
                 asn = self._asn.asn(ip)
-            except (geoip2.errors.AddressNotFoundError, ValueError):
+            except (geoip2.errors.AddressNotFoundError, ValueError, InvalidDatabaseError):
                 pass
             else:
                 columns["geo_asn"] = asn.autonomous_system_number
@@ -100,6 +100,13 @@ def open_geo(city_path: Path | None, asn_path: Path | None) -> GeoLookup | None:
     if city_path is None:
         log.warning(HOW_TO_ENABLE)
         return None
+    if not city_path.is_file():
+        # Not fatal: events are still collected (e.g. geoipupdate has not run yet).
+        log.error("geo enrichment is off: FOOTFALL_GEOIP_CITY_DB=%s is not a file", city_path)
+        return None
+    if asn_path is not None and not asn_path.is_file():
+        log.error("no ASN enrichment: FOOTFALL_GEOIP_ASN_DB=%s is not a file", asn_path)
+        asn_path = None
     lookup = GeoLookup.open(city_path, asn_path)
     log.info("geo enrichment from %s%s", city_path, f" and {asn_path}" if asn_path else "")
     return lookup

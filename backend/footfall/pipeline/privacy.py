@@ -32,6 +32,7 @@ from footfall.pipeline.scrub import (
     scrub_value,
 )
 from footfall.pipeline.types import Draft, RequestContext, Site
+from footfall.schemas.registry import SchemaRegistry
 
 # Trait names (Segment's reserved traits and common variants) that carry PII.
 PII_TRAITS = frozenset(
@@ -134,7 +135,7 @@ class Policy:
     """A site's privacy settings (``sites.settings``), parsed once per settings object."""
 
     params: ParamPolicy = field(default_factory=ParamPolicy)
-    hash_traits: frozenset[str] = PII_TRAITS
+    hash_traits: frozenset[str] = frozenset()  # trait_key() of the names to hash
     ip_storage: str = "network"  # "network" (/24, /48) or "none"
     honor_gpc: bool = True
     honor_dnt: bool = False
@@ -147,7 +148,9 @@ class Policy:
                 [*extra_params, *_names(settings.get("sensitive_params"))],
                 _names(settings.get("keep_params")),
             ),
-            hash_traits=PII_TRAITS | frozenset(_names(settings.get("hash_traits"))),
+            hash_traits=frozenset(
+                map(trait_key, PII_TRAITS | set(_names(settings.get("hash_traits"))))
+            ),
             ip_storage=ip_storage if ip_storage in IP_STORAGE else "none",
             honor_gpc=bool(settings.get("honor_gpc", True)),
             honor_dnt=bool(settings.get("honor_dnt", False)),
@@ -158,7 +161,13 @@ def _names(value: Any) -> list[str]:
     return [str(v) for v in value] if isinstance(value, list) else []
 
 
-DEFAULT_POLICY = Policy()
+@lru_cache(maxsize=4096)
+def trait_key(name: str) -> str:
+    """Trait names compared case- and separator-insensitively: Email, first_name, firstName."""
+    return name.lower().replace("_", "").replace("-", "").replace(" ", "")
+
+
+DEFAULT_POLICY = Policy(hash_traits=frozenset(map(trait_key, PII_TRAITS)))
 _policies: dict[int, tuple[dict[str, Any], frozenset[str], Policy]] = {}
 
 
@@ -180,7 +189,7 @@ def _traits(traits: Any, key: PiiKey, policy: Policy, scrub: Callable[[str], str
     return {
         name: (
             _hash_any(value, key)
-            if name in policy.hash_traits and value is not None
+            if value is not None and trait_key(name) in policy.hash_traits
             else scrub_value(value, scrub)
         )
         for name, value in traits.items()
@@ -340,7 +349,11 @@ def privacy_step(
         policy = site_policy(ctx.site, extra_params)
         message = draft.message
         rules: Iterable[tuple[tuple[str, ...], str]] = ()
-        if rules_for is not None and isinstance(message.get("properties"), dict):
+        if (
+            rules_for is not None
+            and isinstance(message.get("properties"), dict)
+            and not message.get(PSEUDONYMIZED_MARK)  # a replayed failure: applied already
+        ):
             rules = rules_for(draft, ctx)
             if rules:
                 message = {
@@ -384,7 +397,8 @@ def _holds_hashes(
         context.get("traits") if isinstance(context, dict) else None,
     ):
         if isinstance(traits, dict) and any(
-            name in policy.hash_traits and value is not None for name, value in traits.items()
+            value is not None and trait_key(name) in policy.hash_traits
+            for name, value in traits.items()
         ):
             return True
     return False
@@ -408,13 +422,30 @@ def _visitor(draft: Draft, ctx: RequestContext, salts: SaltRing | None) -> str |
     return visitor_hash(current, ctx.site.id, ctx.ip, user_agent)
 
 
-def failure_record(message: Any, key: PiiKey, ctx: RequestContext) -> Any:
-    """What failed_events.raw keeps of a message: pseudonymized like a stored one,
-    and without identifiers when the visitor's consent does not allow them."""
+def failure_record(
+    message: dict[str, Any],
+    key: PiiKey,
+    ctx: RequestContext,
+    registry: SchemaRegistry | None = None,
+) -> dict[str, Any]:
+    """What failed_events.raw keeps of a message: pseudonymized like a stored one (the
+    event schema's PII marks applied when its schema is known, even though the message
+    failed it), and without identifiers when the visitor's consent does not allow them."""
     from footfall.pipeline.consent import may_identify
 
-    if not isinstance(message, dict):
+    if message.get(PSEUDONYMIZED_MARK):
         return message
-    if not may_identify(message, ctx):
+    anonymous = not may_identify(message, ctx)
+    event = message.get("event")
+    if (
+        registry is not None
+        and isinstance(event, str)
+        and isinstance(message.get("properties"), dict)
+    ):
+        schema = registry.event_schema(event, None, ctx.site.schema_dir)
+        if schema is not None and schema.pii:
+            properties = apply_schema_rules(message["properties"], schema.pii, key, anonymous)
+            message = {**message, "properties": properties}
+    if anonymous:
         message = strip_identifiers(message)
     return pseudonymize(message, key, site_policy(ctx.site))

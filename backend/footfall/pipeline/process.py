@@ -10,7 +10,7 @@ import orjson
 
 from footfall.pipeline import reasons
 from footfall.pipeline.normalize import message_id, to_row
-from footfall.pipeline.privacy import PiiKey, failure_record
+from footfall.pipeline.privacy import PSEUDONYMIZED_MARK, PiiKey, failure_record
 from footfall.pipeline.types import BatchPlan, Draft, Failure, Refused, RequestContext
 from footfall.pipeline.validate import Invalid, limit_errors, validate
 from footfall.schemas.registry import SchemaRegistry
@@ -22,6 +22,9 @@ class Limits:
     max_json_depth: int = 20
     max_string_length: int = 8192
 
+
+# Keys only the collector itself writes (into failed_events.raw); stripped from input.
+RESERVED_KEYS = frozenset({PSEUDONYMIZED_MARK, "_footfall_truncated"})
 
 # A pure step between validation and storage: reads the draft and the request,
 # rewrites the draft, or raises Refused. No I/O.
@@ -41,11 +44,18 @@ class Pipeline:
     limits: Limits = Limits()
     steps: Sequence[Step] = ()
 
-    def run(self, messages: list[Any], ctx: RequestContext) -> BatchPlan:
-        """Every message ends as exactly one of: a row, a failure, a refusal count."""
+    def run(self, messages: list[Any], ctx: RequestContext, *, replay: bool = False) -> BatchPlan:
+        """Every message ends as exactly one of: a row, a failure, a refusal count.
+
+        ``replay`` is for messages read back from ``failed_events``: only those may
+        carry the collector's own markers (e.g. "already pseudonymized").
+        """
         self.registry.maybe_reload()
         plan = BatchPlan()
         for index, raw in enumerate(messages):
+            if isinstance(raw, dict) and not replay and not RESERVED_KEYS.isdisjoint(raw):
+                # A client must never be able to claim "already pseudonymized".
+                raw = {k: v for k, v in raw.items() if k not in RESERVED_KEYS}
             self._one(index, raw, ctx, plan)
         return plan
 
@@ -121,7 +131,7 @@ class Pipeline:
             errors=errors,
             schema=schema,
             # Kept pseudonymized (and consent-stripped): failed events hold no raw PII either.
-            raw={**failure_record(message, self.pii_key, ctx), "messageId": msg_id},
+            raw={**failure_record(message, self.pii_key, ctx, self.registry), "messageId": msg_id},
         )
 
     @staticmethod

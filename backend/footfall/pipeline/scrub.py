@@ -47,7 +47,9 @@ _PHONE = re.compile(
     r"|0\d{9,11}"
     r")(?!\w)(?![.\-/]\d)"
 )
-_DIGIT = re.compile(r"\d")
+# Cheap pre-check: 7 digits with at most 2 separator characters between neighbours
+# (every phone the expression above matches has that; most strings do not).
+_SEVEN_DIGITS = re.compile(r"\d(?:[ .\-/()]{0,2}\d){6}")
 _WORDS = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
 
 
@@ -62,7 +64,7 @@ def redact_text(text: str) -> str:
     if "@" in text or "%40" in text:
         text = _USERINFO.sub(r"\1", text)
         text = _EMAIL.sub(EMAIL_MARK, text)
-    if _DIGIT.search(text) is not None:
+    if _SEVEN_DIGITS.search(text) is not None:
         text = _PHONE.sub(_phone, text)
     return text
 

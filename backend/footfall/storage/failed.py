@@ -80,7 +80,7 @@ async def replay_failed(
                         settings=dict(record["settings"] or {}),
                     )
                     ctx = RequestContext(site=site, received_at=record["received_at"])
-                    plan = pipeline.run([record["raw"]], ctx)
+                    plan = pipeline.run([record["raw"]], ctx, replay=True)
                     if plan.rows:
                         rows.extend(plan.rows)
                         passed.append(record["id"])

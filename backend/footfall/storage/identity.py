@@ -10,7 +10,9 @@ share a person cost nothing more, and ids seen alone that have no person get
 one in a single INSERT (a conflict there means another collector created it
 first, which is fine).
 
-Slow path, per link that changes something, inside a savepoint:
+Slow path, for links that change something: a transaction-level advisory
+lock per site serializes the collectors' identity changes of one site (logins
+are rare next to page views), then per link, inside a savepoint:
 1. resolve both ids to their canonical persons;
 2. lock those persons (``SELECT … FOR UPDATE``, in id order) and resolve
    again: if anything changed meanwhile (a concurrent merge or a new id), roll
@@ -22,14 +24,15 @@ Slow path, per link that changes something, inside a savepoint:
 
 Every change to a person (an id attached, a merge into or out of it) happens
 with that person locked, so two collectors applying the same identify at once
-serialize on the lock, and the second finds the ids already linked: one
-person, one merge record. A deadlock between two group commits (possible only
-when they touch the same persons in opposite orders) aborts one transaction,
-which the writer retries whole.
+serialize, and the second finds the ids already linked: one person, one merge
+record. Ids seen alone are created without that lock, so a new id may still
+be inserted by two transactions at once in opposite orders: PostgreSQL then
+aborts one with a deadlock, and the writer retries it whole.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -72,6 +75,12 @@ INSERT_IDENTITY = (
     "INSERT INTO identities (site_id, kind, value, person_id, message_id)"
     " VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
 )
+
+
+def _site_lock(site_id: int) -> int:
+    """The advisory lock key that serializes a site's identity changes."""
+    digest = hashlib.blake2b(f"footfall.identity\0{site_id}".encode(), digest_size=8)
+    return int.from_bytes(digest.digest(), signed=True)
 
 
 class _StartOver(Exception):
@@ -211,9 +220,15 @@ async def identity_step(conn: psycopg.AsyncConnection[Any], rows: Sequence[Event
     keys = list({k for link in plan.links for k in _keys(link)} | set(plan.singles))
     async with conn.cursor() as cur:
         known = await resolve(cur, keys)
-    for link in plan.links:
-        if already_linked(link, known):
-            continue  # already one person: the common case, no lock taken
+    changing = [link for link in plan.links if not already_linked(link, known)]
+    if changing:
+        # Links that change something are serialized per site (they are rare:
+        # logins), so two collectors' link work can never deadlock on each other.
+        sites = sorted({link.second[0] for link in changing})
+        async with conn.cursor() as cur:
+            for site_id in sites:
+                await cur.execute("SELECT pg_advisory_xact_lock(%s)", (_site_lock(site_id),))
+    for link in changing:
         await apply_link(conn, link)
     missing = sorted(k for k in plan.singles if k not in known)
     if missing:

@@ -88,7 +88,8 @@ _COLUMNS: tuple[tuple[str, str], ...] = (
     ("utc_offset_min", "int"),
 )
 _NAMES = ", ".join(name for name, _ in _COLUMNS)
-_ARRAYS = ", ".join(f"%s::{kind}[]" for _, kind in _COLUMNS)
+# Binary parameters (%b): a third of the client-side cost of text for ~40 arrays.
+_ARRAYS = ", ".join(f"%b::{kind}[]" for _, kind in _COLUMNS)
 
 # The comparisons use COLLATE "C" so message ids order by code point, as in Python.
 # ``s`` is the stored row, ``e`` the delta (EXCLUDED).

@@ -66,6 +66,14 @@ INSERT_FAILED = (
 
 
 _ROLLBACK_RETRIES = 3
+# SQLSTATE class 40: the server rolled the transaction back (a deadlock, a
+# serialization failure). psycopg maps 40P01 and 40001 to their own classes,
+# which are not subclasses of TransactionRollback (40000), so all three are named.
+_ROLLED_BACK = (
+    psycopg.errors.TransactionRollback,
+    psycopg.errors.DeadlockDetected,
+    psycopg.errors.SerializationFailure,
+)
 
 
 class StorageUnavailable(Exception):
@@ -284,7 +292,7 @@ class Writer:
         for attempt in range(_ROLLBACK_RETRIES):
             try:
                 return await self._commit_once(group)
-            except psycopg.errors.TransactionRollback:
+            except _ROLLED_BACK:
                 if attempt == _ROLLBACK_RETRIES - 1:
                     raise
                 log.info("transaction rolled back by a concurrent writer; retrying")
