@@ -111,8 +111,14 @@ def test_deep_nesting_and_long_strings_fail_the_message(collector: Collector) ->
     assert body["failed"][1]["errors"][0]["path"] == "/name"
 
 
-def test_absurdly_deep_batch_entry_fails_alone(collector: Collector) -> None:
+def test_absurdly_deep_body_is_400_and_deep_entry_fails_alone(collector: Collector) -> None:
+    # Deeper than the JSON parser's own limit (1024): the body is refused whole.
     body = b'{"batch": [' + b"[" * 5000 + b"]" * 5000 + b', {"type": "page", "anonymousId": "a"}]}'
+    response = _post_raw(collector, body)
+    assert response.status_code == 400, response.text
+    assert "depth" in response.json()["detail"]
+    # Deeper than our limit (20) but parseable: that entry fails, the rest is stored.
+    body = b'{"batch": [' + b"[" * 500 + b"]" * 500 + b', {"type": "page", "anonymousId": "a"}]}'
     response = _post_raw(collector, body)
     assert response.status_code == 200, response.text
     assert response.json()["accepted"] == 1

@@ -16,6 +16,7 @@ import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ SCHEMAVER = re.compile(r"^(\d+)-(\d+)-(\d+)\.json$")
 _SLUG = re.compile(r"[^a-z0-9]+")
 
 
+@lru_cache(maxsize=4096)
 def slugify(event_name: str) -> str:
     """The directory name of an event's schemas."""
     return _SLUG.sub("_", event_name.lower()).strip("_")
