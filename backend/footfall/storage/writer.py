@@ -47,7 +47,7 @@ def _array_type(column: str) -> str:
 # Keys are inserted in sorted order so that concurrent collectors inserting the
 # same keys take their locks in one order and cannot deadlock.
 _QUOTED_COLUMNS = ", ".join('"' + c + '"' for c in EVENT_COLUMNS)
-_ARRAY_PARAMS = ", ".join("%s::" + _array_type(c) for c in EVENT_COLUMNS)
+_ARRAY_PARAMS = ", ".join("%b::" + _array_type(c) for c in EVENT_COLUMNS)
 INSERT_EVENTS = (
     f"WITH input AS (SELECT * FROM unnest({_ARRAY_PARAMS}) AS t({_QUOTED_COLUMNS})),"
     " new_ids AS (INSERT INTO event_ids (site_id, message_id, received_at)"
@@ -59,8 +59,8 @@ INSERT_EVENTS = (
 INSERT_FAILED = (
     "INSERT INTO failed_events (site_id, message_id, received_at, reason, errors, schema,"
     " collector_version, raw, status) "
-    "SELECT * FROM unnest(%s::int[], %s::text[], %s::timestamptz[], %s::text[], %s::jsonb[],"
-    " %s::text[], %s::text[], %s::jsonb[], %s::text[]) "
+    "SELECT * FROM unnest(%b::int[], %b::text[], %b::timestamptz[], %b::text[], %b::jsonb[],"
+    " %b::text[], %b::text[], %b::jsonb[], %b::text[]) "
     "ON CONFLICT (site_id, message_id) DO NOTHING"
 )
 
