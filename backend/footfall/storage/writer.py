@@ -20,7 +20,6 @@ from typing import Any
 import orjson
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import JSONB
 
 from footfall import __version__
@@ -33,29 +32,20 @@ log = logging.getLogger(__name__)
 _JSON_COLUMNS = frozenset(c.name for c in tables.events.columns if isinstance(c.type, JSONB))
 
 
-def _array_type(column: str) -> str:
-    """The PostgreSQL array type to send a column's values as (from the table definition)."""
-    kind = tables.events.c[column].type
-    if isinstance(kind, JSONB):
-        return "jsonb[]"
-    return f"{kind.compile(dialect=postgresql.dialect())}[]".lower()
-
-
-# unnest() of one array per column turns the whole group into one statement.
-# events is partitioned, so (site_id, message_id) cannot be unique on it: the
-# keys go into event_ids first, and only the rows whose key was new into events.
-# Keys are inserted in sorted order so that concurrent collectors inserting the
-# same keys take their locks in one order and cannot deadlock.
+# Deduplication: events is partitioned, so (site_id, message_id) cannot be unique
+# on it. The group's keys go into event_ids first (one statement, unnest of three
+# arrays), and only the rows whose key was new are copied into events. Keys are
+# inserted in sorted order so that concurrent collectors inserting the same keys
+# take their locks in one order and cannot deadlock.
 _QUOTED_COLUMNS = ", ".join('"' + c + '"' for c in EVENT_COLUMNS)
-_ARRAY_PARAMS = ", ".join("%b::" + _array_type(c) for c in EVENT_COLUMNS)
-INSERT_EVENTS = (
-    f"WITH input AS (SELECT * FROM unnest({_ARRAY_PARAMS}) AS t({_QUOTED_COLUMNS})),"
-    " new_ids AS (INSERT INTO event_ids (site_id, message_id, received_at)"
-    " SELECT site_id, message_id, received_at FROM input ORDER BY site_id, message_id"
-    " ON CONFLICT (site_id, message_id) DO NOTHING RETURNING site_id, message_id)"
-    f" INSERT INTO events ({_QUOTED_COLUMNS}) SELECT input.* FROM input"
-    " JOIN new_ids USING (site_id, message_id) RETURNING site_id, message_id"
+INSERT_EVENT_IDS = (
+    "INSERT INTO event_ids (site_id, message_id, received_at)"
+    " SELECT * FROM unnest(%b::int[], %b::text[], %b::timestamptz[]) AS t(s, m, r)"
+    " ORDER BY s, m ON CONFLICT (site_id, message_id) DO NOTHING RETURNING site_id, message_id"
 )
+# Only rows whose key was new reach this COPY, so it never conflicts; COPY's row
+# formatting runs in psycopg's C extension (the array dumper it replaces is Python).
+COPY_EVENTS = f"COPY events ({_QUOTED_COLUMNS}) FROM STDIN"
 INSERT_FAILED = (
     "INSERT INTO failed_events (site_id, message_id, received_at, reason, errors, schema,"
     " collector_version, raw, status) "
@@ -107,14 +97,15 @@ def _json(value: Any) -> str | None:
     return None if value is None else orjson.dumps(value).decode()
 
 
-def _event_arrays(rows: Sequence[EventRow]) -> list[list[Any]]:
-    arrays: list[list[Any]] = []
-    for column in EVENT_COLUMNS:
-        values = [getattr(row, column) for row in rows]
-        if column in _JSON_COLUMNS:
-            values = [_json(v) for v in values]
-        arrays.append(values)
-    return arrays
+_JSON_INDEXES = tuple(i for i, c in enumerate(EVENT_COLUMNS) if c in _JSON_COLUMNS)
+
+
+def _event_values(row: EventRow) -> list[Any]:
+    """One row's values in EVENT_COLUMNS order, JSON columns serialized."""
+    values = [getattr(row, column) for column in EVENT_COLUMNS]
+    for i in _JSON_INDEXES:
+        values[i] = _json(values[i])
+    return values
 
 
 def _failed_arrays(failures: Sequence[Failure]) -> list[list[Any]]:
@@ -159,10 +150,22 @@ async def insert_messages(
     inserted: set[tuple[int, str]] = set()
     async with conn.cursor() as cur:
         if rows:
-            # A key twice in one statement would join both copies to its one new id.
+            # A key twice in one group: the first copy is the one stored.
             unique = list({(row.site_id, row.message_id): row for row in reversed(rows)}.values())
-            await cur.execute(INSERT_EVENTS, _event_arrays(unique))
+            await cur.execute(
+                INSERT_EVENT_IDS,
+                (
+                    [row.site_id for row in unique],
+                    [row.message_id for row in unique],
+                    [row.received_at for row in unique],
+                ),
+            )
             inserted = {(site_id, message_id) for site_id, message_id in await cur.fetchall()}
+            if inserted:
+                async with cur.copy(COPY_EVENTS) as copy:
+                    for row in unique:
+                        if (row.site_id, row.message_id) in inserted:
+                            await copy.write_row(_event_values(row))
         if failures:
             await cur.execute(INSERT_FAILED, _failed_arrays(failures))
     return inserted
