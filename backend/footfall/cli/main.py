@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,9 @@ def cmd_serve(args: argparse.Namespace) -> None:
         os.environ["FOOTFALL_DEMO"] = "true"
     # Workers (and a single in-process server) reach the same database.
     os.environ["DATABASE_URL"] = dsn
+    # uvicorn re-raises SIGTERM after its graceful shutdown; exiting through
+    # SystemExit (not the default handler) lets atexit stop the embedded PostgreSQL.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     from footfall.observability import logging_config, metrics_dir
 
     # With several workers, each writes its metrics to files in a fresh
