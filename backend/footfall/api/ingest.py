@@ -103,12 +103,17 @@ async def _ingest(
         outcome = await state.writer.write(plan.rows, plan.failures)
     except StorageUnavailable as exc:
         metrics.count_unavailable(len(messages))
-        raise Unavailable(
-            "storage unavailable; nothing was stored, retry later",
-            headers={"Retry-After": str(state.settings.retry_after_s)},
-        ) from exc
+        raise _unavailable(state) from exc
     metrics.count_batch(plan, len(outcome.inserted), len(outcome.duplicates), len(messages))
     return _response_body(plan, outcome)
+
+
+def _unavailable(state: AppState) -> Unavailable:
+    """The 503 for "the database can't take this now": nothing was stored, retry."""
+    return Unavailable(
+        "storage unavailable; nothing was stored, retry later",
+        headers={"Retry-After": str(state.settings.retry_after_s)},
+    )
 
 
 async def _privacy_inputs(
@@ -122,10 +127,7 @@ async def _privacy_inputs(
         await state.salts.ensure(received_at.date())
         return await load_ledger(state.pool, site_id, messages, state.keyring)
     except (psycopg.OperationalError, PoolTimeout, OSError) as exc:
-        raise Unavailable(
-            "storage unavailable; nothing was stored, retry later",
-            headers={"Retry-After": str(state.settings.retry_after_s)},
-        ) from exc
+        raise _unavailable(state) from exc
 
 
 def _json_response(request: Request, payload: dict[str, Any]) -> Response:

@@ -11,7 +11,8 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Json
 
 from footfall.pipeline.process import Pipeline
-from footfall.pipeline.types import RequestContext, Site
+from footfall.pipeline.types import RequestContext
+from footfall.storage.sites import site_from_row
 from footfall.storage.writer import TxStep, store_messages
 
 
@@ -36,7 +37,7 @@ def list_failed(dsn: str, status: str = "pending", limit: int = 50) -> list[dict
 
 
 SELECT_PENDING = (
-    "SELECT f.id, f.raw, f.received_at, s.id AS site_id, s.name, s.write_key,"
+    "SELECT f.id AS failed_id, f.raw, f.received_at, s.id, s.name, s.write_key,"
     " s.allowed_origins, s.consent_mode, s.settings"
     " FROM failed_events f JOIN sites s ON s.id = f.site_id"
     " WHERE f.status = 'pending' AND f.id > %s AND (%s::int IS NULL OR f.site_id = %s)"
@@ -67,25 +68,19 @@ async def replay_failed(
                     pending = await cur.fetchall()
                 if not pending:
                     break
-                last_id = pending[-1]["id"]
+                last_id = pending[-1]["failed_id"]
                 report.examined += len(pending)
                 rows, passed, failing = [], [], []
                 for record in pending:
-                    site = Site(
-                        id=record["site_id"],
-                        name=record["name"],
-                        write_key=record["write_key"],
-                        allowed_origins=frozenset(record["allowed_origins"] or ()),
-                        consent_mode=record["consent_mode"],
-                        settings=dict(record["settings"] or {}),
+                    ctx = RequestContext(
+                        site=site_from_row(record), received_at=record["received_at"]
                     )
-                    ctx = RequestContext(site=site, received_at=record["received_at"])
                     plan = pipeline.run([record["raw"]], ctx, replay=True)
                     if plan.rows:
                         rows.extend(plan.rows)
-                        passed.append(record["id"])
+                        passed.append(record["failed_id"])
                     elif plan.failures:
-                        failing.append((record["id"], plan.failures[0]))
+                        failing.append((record["failed_id"], plan.failures[0]))
                 inserted = await store_messages(conn, rows, [], steps)
                 report.stored += len(inserted)
                 report.duplicates += len(rows) - len(inserted)

@@ -18,7 +18,8 @@ def new_write_key() -> str:
     return "ffw_" + secrets.token_urlsafe(24)
 
 
-def _site(row: Any) -> Site:
+def site_from_row(row: Any) -> Site:
+    """A Site from a mapping of ``sites`` columns."""
     return Site(
         id=row["id"],
         name=row["name"],
@@ -54,16 +55,16 @@ def create_site(
         .mappings()
         .one()
     )
-    return _site(row)
+    return site_from_row(row)
 
 
 def list_sites(conn: Connection) -> list[Site]:
-    return [_site(r) for r in conn.execute(select(sites).order_by(sites.c.id)).mappings()]
+    return [site_from_row(r) for r in conn.execute(select(sites).order_by(sites.c.id)).mappings()]
 
 
 def get_site_by_name(conn: Connection, name: str) -> Site | None:
     row = conn.execute(select(sites).where(sites.c.name == name)).mappings().one_or_none()
-    return _site(row) if row else None
+    return site_from_row(row) if row else None
 
 
 class SiteCache:
@@ -87,7 +88,7 @@ class SiteCache:
         async with self._pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
             await cur.execute("SELECT * FROM sites WHERE write_key = %s", (write_key,))
             row = await cur.fetchone()
-        site = _site(row) if row else None
+        site = site_from_row(row) if row else None
         if len(self._by_key) > 10_000:  # bound memory against key-guessing traffic
             self._by_key.clear()
         self._by_key[write_key] = (now, site)

@@ -135,23 +135,34 @@ async def store_messages(
     steps: Sequence[TxStep] = (),
 ) -> set[tuple[int, str]]:
     """Insert rows and failures, run ``steps`` on the new rows; the caller's transaction."""
-    inserted = await insert_messages(conn, rows, failures)
-    if steps and inserted:
-        new_rows = [row for row in rows if (row.site_id, row.message_id) in inserted]
+    new_rows = await _insert_new_rows(conn, rows, failures)
+    if new_rows:
         for step in steps:
             await step(conn, new_rows)
-    return inserted
+    return {(row.site_id, row.message_id) for row in new_rows}
 
 
 async def insert_messages(
     conn: psycopg.AsyncConnection[Any], rows: Sequence[EventRow], failures: Sequence[Failure]
 ) -> set[tuple[int, str]]:
     """Insert in the caller's transaction; return the keys that were new."""
-    inserted: set[tuple[int, str]] = set()
+    return {(row.site_id, row.message_id) for row in await _insert_new_rows(conn, rows, failures)}
+
+
+async def _insert_new_rows(
+    conn: psycopg.AsyncConnection[Any], rows: Sequence[EventRow], failures: Sequence[Failure]
+) -> list[EventRow]:
+    """Insert in the caller's transaction; return the rows stored, one per new key.
+
+    A key twice in ``rows`` (a retry in the same group): the first copy is stored.
+    """
+    new_rows: list[EventRow] = []
     async with conn.cursor() as cur:
         if rows:
-            # A key twice in one group: the first copy is the one stored.
-            unique = list({(row.site_id, row.message_id): row for row in reversed(rows)}.values())
+            first_copies: dict[tuple[int, str], EventRow] = {}
+            for row in rows:
+                first_copies.setdefault((row.site_id, row.message_id), row)
+            unique = list(first_copies.values())
             await cur.execute(
                 INSERT_EVENT_IDS,
                 (
@@ -161,14 +172,14 @@ async def insert_messages(
                 ),
             )
             inserted = {(site_id, message_id) for site_id, message_id in await cur.fetchall()}
-            if inserted:
+            new_rows = [row for row in unique if (row.site_id, row.message_id) in inserted]
+            if new_rows:
                 async with cur.copy(COPY_EVENTS) as copy:
-                    for row in unique:
-                        if (row.site_id, row.message_id) in inserted:
-                            await copy.write_row(_event_values(row))
+                    for row in new_rows:
+                        await copy.write_row(_event_values(row))
         if failures:
             await cur.execute(INSERT_FAILED, _failed_arrays(failures))
-    return inserted
+    return new_rows
 
 
 class Writer:
@@ -302,14 +313,7 @@ class Writer:
         raise AssertionError("unreachable")
 
     async def _commit_once(self, group: list[_Job]) -> list[WriteOutcome]:
-        rows: list[EventRow] = []
-        seen: set[tuple[int, str]] = set()
-        for job in group:
-            for row in job.rows:
-                key = (row.site_id, row.message_id)
-                if key not in seen:  # a copy in the same group is a duplicate
-                    seen.add(key)
-                    rows.append(row)
+        rows = [row for job in group for row in job.rows]
         failures = [failure for job in group for failure in job.failures]
         async with self._pool.connection() as conn, conn.transaction():
             inserted = await store_messages(conn, rows, failures, self._steps)
