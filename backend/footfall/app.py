@@ -27,7 +27,6 @@ from footfall.pipeline.geo import GeoLookup, GeoStep, open_geo
 from footfall.pipeline.identity import IdentityHygiene
 from footfall.pipeline.privacy import SaltRing, keyring_of, privacy_step
 from footfall.pipeline.process import Limits, Pipeline
-from footfall.pipeline.types import Draft, RequestContext
 from footfall.schemas.registry import SchemaRegistry
 from footfall.settings import Settings
 from footfall.state import AppState
@@ -53,13 +52,8 @@ def build_pipeline(
     GeoIP readers the lifespan opened; without them no geo columns.
     """
     pii_key = keyring_of(settings.pii_key_id, settings.pii_key).current
-    registry = SchemaRegistry(settings.schema_dir, settings.schema_reload_s)
-
-    def pii_rules(draft: Draft, ctx: RequestContext) -> tuple[tuple[tuple[str, ...], str], ...]:
-        return registry.pii_rules(draft.schema, ctx.site.schema_dir) if draft.schema else ()
-
     return Pipeline(
-        registry=registry,
+        registry=SchemaRegistry(settings.schema_dir, settings.schema_reload_s),
         pii_key=pii_key,
         limits=Limits(
             max_message_bytes=settings.max_message_bytes,
@@ -71,7 +65,6 @@ def build_pipeline(
             IdentityHygiene(pii_key),  # before privacy: sees ids before they are hashed
             privacy_step(
                 pii_key,
-                rules_for=pii_rules,
                 salts=salts,
                 extra_params=settings.extra_sensitive_params,
             ),

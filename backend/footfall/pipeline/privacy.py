@@ -338,8 +338,6 @@ def strip_identifiers(message: dict[str, Any]) -> dict[str, Any]:
 def privacy_step(
     key: PiiKey,
     *,
-    rules_for: Callable[[Draft, RequestContext], Iterable[tuple[tuple[str, ...], str]]]
-    | None = None,
     salts: SaltRing | None = None,
     extra_params: frozenset[str] = frozenset(),
 ) -> Callable[[Draft, RequestContext], None]:
@@ -348,20 +346,19 @@ def privacy_step(
     def step(draft: Draft, ctx: RequestContext) -> None:
         policy = site_policy(ctx.site, extra_params)
         message = draft.message
-        rules: Iterable[tuple[tuple[str, ...], str]] = ()
-        if (
-            rules_for is not None
-            and isinstance(message.get("properties"), dict)
+        rules = (
+            draft.pii
+            if isinstance(message.get("properties"), dict)
             and not message.get(PSEUDONYMIZED_MARK)  # a replayed failure: applied already
-        ):
-            rules = rules_for(draft, ctx)
-            if rules:
-                message = {
-                    **message,
-                    "properties": apply_schema_rules(
-                        message["properties"], rules, key, draft.anonymous
-                    ),
-                }
+            else ()
+        )
+        if rules:
+            message = {
+                **message,
+                "properties": apply_schema_rules(
+                    message["properties"], rules, key, draft.anonymous
+                ),
+            }
         if draft.anonymous:
             message = strip_identifiers(message)
         pseudonymized = pseudonymize(message, key, policy)

@@ -91,7 +91,12 @@ class Pipeline:
                     reasons.TOO_LARGE,
                     [{"path": "", "message": f"{size} bytes > {self.limits.max_message_bytes}"}],
                 )
-            draft = Draft(message, validate(message, site, self.registry))
+            event_schema = validate(message, site, self.registry)
+            draft = (
+                Draft(message, event_schema.key, pii=event_schema.pii)
+                if event_schema is not None
+                else Draft(message, None)
+            )
             for step in self.steps:
                 step(draft, ctx)
             row = to_row(draft.message, ctx, draft.schema, msg_id)

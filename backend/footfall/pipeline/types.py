@@ -65,6 +65,8 @@ class Draft:
     message: dict[str, Any]
     schema: str | None
     columns: dict[str, Any] = field(default_factory=dict)
+    # The validated event schema's ``x-footfall-pii`` rules (path, action), for privacy.
+    pii: tuple[tuple[tuple[str, ...], str], ...] = ()
     # Set by the consent step when the message may only be kept without identifiers:
     # later steps keep nothing that links it to a person (geo: country only).
     anonymous: bool = False

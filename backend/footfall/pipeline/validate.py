@@ -8,7 +8,7 @@ from jsonschema.exceptions import ValidationError
 
 from footfall.pipeline import reasons
 from footfall.pipeline.types import Site
-from footfall.schemas.registry import SchemaRegistry, Validator
+from footfall.schemas.registry import EventSchema, SchemaRegistry, Validator
 
 MAX_ERRORS = 20
 
@@ -101,7 +101,7 @@ def _errors(
     return [_describe(error, prefix) for error in found[:MAX_ERRORS]]
 
 
-def validate(message: dict[str, Any], site: Site, registry: SchemaRegistry) -> str | None:
+def validate(message: dict[str, Any], site: Site, registry: SchemaRegistry) -> EventSchema | None:
     """Raise :class:`Invalid` unless ``message`` passes; return the event schema used."""
     message_type = message.get("type")
     validator = registry.message_validator(message_type) if isinstance(message_type, str) else None
@@ -138,4 +138,4 @@ def validate(message: dict[str, Any], site: Site, registry: SchemaRegistry) -> s
     )
     if errors:
         raise Invalid(reasons.INVALID_PROPERTIES, errors, event_schema.key)
-    return event_schema.key
+    return event_schema

@@ -242,14 +242,6 @@ class SchemaRegistry:
             return versions.get(version)
         return versions[max(versions, key=schemaver)]
 
-    def pii_rules(
-        self, schema_key: str, site_dir: str | None = None
-    ) -> tuple[tuple[tuple[str, ...], str], ...]:
-        """The precomputed ``x-footfall-pii`` rules of the schema ``slug/version``."""
-        slug, _, version = schema_key.partition("/")
-        schema = self.event_schema(slug, version or None, site_dir)
-        return schema.pii if schema is not None else ()
-
 
 def check_dir(directory: Path) -> list[str]:
     """Problems found in a custom schema directory (empty when all is well)."""
