@@ -1,0 +1,21 @@
+"""Live person profiles (issue 10).
+
+Revision ID: 20261201_1200
+Revises: 20261201_1100
+Create Date: 2026-12-01
+"""
+
+from collections.abc import Sequence
+
+revision: str = "20261201_1200"
+down_revision: str | None = "20261201_1100"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
