@@ -25,7 +25,7 @@ from footfall.pipeline.consent import consent_step
 from footfall.pipeline.device import device_step
 from footfall.pipeline.geo import GeoLookup, GeoStep, open_geo
 from footfall.pipeline.identity import IdentityHygiene
-from footfall.pipeline.privacy import SaltRing, keyring_of, privacy_step
+from footfall.pipeline.privacy import PrivacyPolicy, SaltRing, keyring_of, privacy_step
 from footfall.pipeline.process import Limits, Pipeline
 from footfall.schemas.registry import SchemaRegistry
 from footfall.settings import Settings
@@ -52,6 +52,7 @@ def build_pipeline(
     GeoIP readers the lifespan opened; without them no geo columns.
     """
     pii_key = keyring_of(settings.pii_key_id, settings.pii_key).current
+    policy = PrivacyPolicy(settings.extra_sensitive_params)
     return Pipeline(
         registry=SchemaRegistry(settings.schema_dir, settings.schema_reload_s),
         pii_key=pii_key,
@@ -63,14 +64,11 @@ def build_pipeline(
         steps=[
             consent_step(pii_key),
             IdentityHygiene(pii_key),  # before privacy: sees ids before they are hashed
-            privacy_step(
-                pii_key,
-                salts=salts,
-                extra_params=settings.extra_sensitive_params,
-            ),
+            privacy_step(pii_key, policy, salts=salts),
             device_step,
             GeoStep(geo),
         ],
+        privacy=policy,
     )
 
 

@@ -91,7 +91,7 @@ def test_invalid_message_fails_alone_with_its_error_paths(collector: Collector) 
     failed = {f["index"]: f for f in body["failed"]}
     assert failed[1]["reason"] == "invalid_properties"
     assert failed[1]["errors"] == [
-        {"path": "/properties/tag", "message": "7 is not of type 'string'"}
+        {"path": "/properties/tag", "message": "must be of type string (type)"}
     ]
     assert failed[1]["messageId"] == bad["messageId"]
     assert failed[3]["reason"] == "unknown_event"

@@ -22,9 +22,13 @@ TOKEN = "tok_SECRETsecret9931"
 PASSWORD = "hunter2-PASSWORD-xyz"
 SESSION = "sess-SECRET-5512"
 CUSTOMER_NO = "CUST-0099-KAPPA"  # not recognisable as PII: only the schema mark protects it
+TEXT_IP = "192.0.2.146"  # IP addresses in free text (issue 9, item 16)
+TEXT_IPV6 = "2001:db8:4006:812::200e"
+PROBE = "marguerite.probe@example.net"  # quoted by the validator's own messages (item 13)
 
 RAW_VALUES = [EMAIL, EMAIL_ENCODED, PHONE, PHONE_DIGITS, "5550123", CLIENT_IP, CONTEXT_IP,
-              USER_ID, TOKEN, PASSWORD, SESSION, CUSTOMER_NO]  # fmt: skip
+              USER_ID, TOKEN, PASSWORD, SESSION, CUSTOMER_NO, TEXT_IP, TEXT_IPV6, PROBE,
+              "marguerite"]  # fmt: skip
 
 URL = (
     f"https://shop.example/account?email={EMAIL_ENCODED}&token={TOKEN}&page=2#access_token={TOKEN}"
@@ -75,6 +79,8 @@ def _schema_dir(tmp_path: Path) -> Path:
                         },
                     },
                     "comment": {"type": "string"},
+                    "quantity": {"type": "integer"},
+                    "coupon": {"type": "string", "maxLength": 4},
                 },
             }
         )
@@ -114,6 +120,23 @@ def _messages() -> list[dict]:
         message("track", event="Order Placed", userId=USER_ID, context=context,
                 properties={"buyer_email": 12345, "comment": TEXT, "customer_no": CUSTOMER_NO}),
         message("bogus", userId=USER_ID, context=context, properties={"text": TEXT}),
+        # Error messages never quote the value (item 13): an e-mail where a number belongs,
+        # an IP in a string that is too long.
+        message("track", event="Order Placed", userId=USER_ID, context=context,
+                properties={"quantity": PROBE, "coupon": TEXT_IPV6, PROBE: TEXT_IP}),
+        # Non-string identifiers (item 14): pseudonymized by value in failed_events.raw.
+        message("track", event="Free Text", anonymousId=[EMAIL, PROBE], context=context),
+        message("identify", anonymousId="dev-pii-1", userId={"email": PROBE, "id": USER_ID},
+                context=context),
+        message("track", event="Free Text", anonymousId="dev-pii-1", timestamp=PROBE,
+                context={**context, "sessionId": [EMAIL]}),
+        # IPs in free text (item 16), and an e-mail / phone where a zone / locale belongs.
+        message("track", event="Free Text", anonymousId="dev-pii-1",
+                context={**context, "timezone": PROBE, "locale": PHONE},
+                properties={"text": f"seen from {TEXT_IP} and [{TEXT_IPV6}]:443"}),
+        message("track", event="Free Text", anonymousId="dev-pii-1",
+                context={**context, "timezone": TEXT_IP, "locale": f"en-{TEXT_IP}"},
+                properties={"text": TEXT_IPV6}),
     ]  # fmt: skip
 
 
@@ -147,8 +170,8 @@ def test_no_raw_pii_in_any_table(new_site, tmp_path: Path) -> None:
     site = new_site(settings={"schema_dir": str(_schema_dir(tmp_path))})
     headers = {"X-Forwarded-For": f"10.1.1.1, {CLIENT_IP}", "User-Agent": "pii-test"}
     answer = site.post(_messages(), headers=headers)
-    assert answer["accepted"] == 8, answer
-    assert len(answer["failed"]) == 3, answer
+    assert answer["accepted"] == 10, answer
+    assert len(answer["failed"]) == 7, answer
     # The pixel and single-message endpoints too.
     pixel = message("page", userId=USER_ID, context=_context(), properties={"url": URL})
     data = base64.urlsafe_b64encode(json.dumps(pixel).encode()).decode()
@@ -171,7 +194,7 @@ def test_no_raw_pii_in_any_table(new_site, tmp_path: Path) -> None:
         assert _find(site.dsn, value) == [], f"{value!r} stored"
 
     rows = site.events()
-    assert len(rows) == 10
+    assert len(rows) == 12
     assert {str(r["ip_network"]) for r in rows} == {"203.0.113.0/24"}  # the client's, truncated
     assert all(len(r["user_id"]) == 64 for r in rows if r["user_id"])
     assert all(r["pii_key_id"] == "k1" for r in rows if r["user_id"])
@@ -189,6 +212,16 @@ def test_no_raw_pii_in_any_table(new_site, tmp_path: Path) -> None:
     assert free["properties"]["nested"] == {
         "deep": ["Contact me at [email] or [phone]", "https://shop.example/account?page=2"]
     }
+    texts = [r["properties"].get("text") for r in rows if r["event"] == "Free Text"]
+    assert "seen from [ip] and [[ip]]:443" in texts and "[ip]" in texts
+    assert all(r["timezone"] is None and r["locale"] is None for r in rows)
+    # The failures say what was wrong without saying what was sent.
+    errors = {
+        e["message"]
+        for f in site.query("SELECT errors FROM failed_events WHERE site_id = %s", (site.site_id,))
+        for e in f["errors"]
+    }
+    assert {"must be of type integer (type)", "is longer than 4 characters (maxLength)"} <= errors
     ledger = site.query("SELECT * FROM consent_log WHERE site_id = %s", (site.site_id,))
     hashed_ids = {r["user_id"] for r in rows if r["user_id"]}
     assert len(hashed_ids) == 1  # one user, hashed the same everywhere
@@ -235,3 +268,58 @@ def test_client_cannot_claim_already_pseudonymized(collector) -> None:
     row = collector.events()[0]
     assert row["user_id"] not in (None, "raw-user-123")
     assert row["traits"]["email"] != "forger@example.com"
+
+
+def test_site_wide_sensitive_params_in_failed_events_and_after_replay(
+    database: str, tmp_path: Path
+) -> None:
+    """FOOTFALL_SENSITIVE_PARAMS strips ``promo`` from events, from failed_events.raw, and
+    from what ``footfall failed replay`` stores (issue 9, item 15)."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.support import ServerThread, collector_settings, make_site
+
+    settings = collector_settings(database, sensitive_params="promo,voucher")
+    server = ServerThread(settings).start()
+    try:
+        schema_dir = tmp_path / "schemas"
+        site_id, key = make_site(database, settings={"schema_dir": str(schema_dir)})
+        url = "https://shop.example/cart?promo=SECRET-PROMO-77&page=2"
+        context = {"page": {"url": url, "search": "?voucher=SECRET-VOUCHER-88"}}
+        page = message("page", anonymousId="promo-1", context=context)
+        track = message("track", event="Cart Viewed", anonymousId="promo-1", context=context,
+                        properties={"link": url})  # fmt: skip
+        answer = httpx.post(
+            server.base_url + "/v1/batch",
+            json={"batch": [page, track]},
+            auth=(key, ""),
+            timeout=30,
+        ).json()
+        assert answer["accepted"] == 1 and answer["failed"][0]["reason"] == "unknown_event"
+        for secret in ("SECRET-PROMO-77", "SECRET-VOUCHER-88"):
+            assert _find(database, secret) == [], secret
+
+        (schema_dir / "cart_viewed").mkdir(parents=True)
+        (schema_dir / "cart_viewed" / "1-0-0.json").write_text(json.dumps({"type": "object"}))
+        env = {**os.environ, "DATABASE_URL": database, "FOOTFALL_ENV": "test",
+               "FOOTFALL_SENSITIVE_PARAMS": "promo,voucher"}  # fmt: skip
+        out = subprocess.run(
+            [sys.executable, "-m", "footfall", "failed", "replay", "--site-id", str(site_id)],
+            env=env, capture_output=True, text=True, timeout=120, check=True,
+        ).stdout  # fmt: skip
+        assert json.loads(out)["stored"] == 1
+        rows = psycopg.connect(database, autocommit=True).execute(
+            "SELECT type, page_url, page_search, properties FROM events WHERE site_id = %s",
+            (site_id,),
+        ).fetchall()
+        assert len(rows) == 2
+        for _, page_url, page_search, properties in rows:
+            assert page_url == "https://shop.example/cart?page=2"
+            assert page_search in (None, "")
+        assert rows[0][3].get("link", rows[1][3].get("link")) == "https://shop.example/cart?page=2"
+        for secret in ("SECRET-PROMO-77", "SECRET-VOUCHER-88"):
+            assert _find(database, secret) == [], secret
+    finally:
+        server.stop()

@@ -68,7 +68,7 @@ def test_pseudonymize_message() -> None:
     assert out["context"]["traits"]["phone"] == K1.hash("+49 170 1234567")
     assert out[PSEUDONYMIZED_MARK] == "k1"
     assert message["userId"] == 42  # the input is not modified
-    assert pseudonymize(out, K2) is out  # never hashed twice
+    assert pseudonymize(out, K2) == out  # never hashed twice
 
 
 def test_anonymous_id_hashed_only_when_it_is_an_email_or_phone() -> None:
@@ -91,6 +91,13 @@ def test_anonymous_id_hashed_only_when_it_is_an_email_or_phone() -> None:
         ("https://x.example/#access_token=abc&state=1", "https://x.example/#state=1"),
         ("https://u:pw@x.example/?apiKey=1&sessionid=2&q=shoes", "https://x.example/?q=shoes"),
         ("?email=a%40b.co&utm_source=n", "?utm_source=n"),
+        # IP addresses, v4 and v6, like e-mails (issue 9, item 16).
+        ("from 192.168.100.200.", "from [ip]."),
+        ("peer=203.0.113.77&x=1", "peer=[ip]&x=1"),
+        ("http://10.0.0.1:8080/admin", "http://[ip]:8080/admin"),
+        ("v6 2001:db8::8a2e:370:7334, fe80::1%eth0 and ::1", "v6 [ip], [ip] and [ip]"),
+        ("2001:0db8:0000:0000:0000:ff00:0042:8329", "[ip]"),
+        ("mapped ::ffff:198.51.100.23", "mapped ::ffff:[ip]"),
     ],
 )
 def test_scrub_redacts_and_strips(text: str, expected: str) -> None:
@@ -102,7 +109,13 @@ def test_scrub_redacts_and_strips(text: str, expected: str) -> None:
     [
         "2026-11-22T12:00:00.000Z",
         "2026-11-22 12:00",
-        "192.168.100.200",
+        "at 12:30:45",
+        "Chrome/120.0.0.0 Safari/537.36",
+        "version v1.2.3.4",
+        "999.1.1.1",
+        "1.2.3.4.5",
+        "00:1a:2b:3c:4d:5e",
+        "std::vector",
         "550e8400-e29b-41d4-a716-446655440000",
         "order 12345678",
         "1732275600000",

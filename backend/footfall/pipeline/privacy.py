@@ -27,9 +27,11 @@ import orjson
 from footfall.pipeline.scrub import (
     REDACTED_MARK,
     ParamPolicy,
+    language_tag,
     redact_text,
     scrub_string,
     scrub_value,
+    zone_name,
 )
 from footfall.pipeline.types import Draft, RequestContext, Site
 from footfall.schemas.registry import SchemaRegistry
@@ -58,9 +60,15 @@ _TOP_LEVEL_KEPT = frozenset(
      "originalTimestamp", "sentAt", "receivedAt", "writeKey", "integrations", PSEUDONYMIZED_MARK}
 )  # fmt: skip
 _CONTEXT_KEPT = frozenset(
-    {"userAgent", "userAgentData", "library", "consent", "schema", "sessionId", "locale",
-     "timezone", "screen", "os", "app", "network"}
+    {"userAgent", "userAgentData", "library", "consent", "schema", "sessionId", "screen", "os",
+     "app", "network"}
 )  # fmt: skip
+# Kept strings that are not scrubbed either: the dedup key, the session, the device.
+_VERBATIM = frozenset({"messageId", "sessionId", "userAgent"})
+# Kept fields that hold an object when valid; the others hold a string or a number.
+_OBJECT_FIELDS = frozenset(
+    {"integrations", "userAgentData", "library", "consent", "screen", "os", "app", "network"}
+)
 # Identifiers of the device itself: gone from an anonymous message.
 _DEVICE_IDS = ("id", "advertisingId", "adTrackingEnabled", "token")
 IP_STORAGE = ("network", "none")
@@ -118,9 +126,22 @@ def stored_anonymous_id(value: Any, key: PiiKey) -> str:
 
 
 def _hash_id(value: Any, key: PiiKey) -> Any:
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        return value  # left for validation to reject
-    return key.hash(str(value))
+    """An id field hashed by value: a scalar's text, or an array's or object's JSON.
+
+    A non-string id fails validation, but the message is still kept in
+    failed_events, so an e-mail inside ``["jane@example.org"]`` must not be.
+    """
+    if value is None or isinstance(value, bool):
+        return value  # nothing that names anyone
+    return _hash_any(value, key)
+
+
+def _anonymous_id(value: Any, key: PiiKey) -> Any:
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str | int | float):
+        return stored_anonymous_id(value, key)
+    return _hash_any(value, key)  # an array or object: hashed whole, like any non-string id
 
 
 def _hash_any(value: Any, key: PiiKey) -> str:
@@ -132,13 +153,11 @@ def _hash_any(value: Any, key: PiiKey) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Policy:
-    """A site's privacy settings (``sites.settings``), parsed once per settings object."""
+    """One site's privacy rules: the site-wide ones with its ``sites.settings`` applied."""
 
     params: ParamPolicy = field(default_factory=ParamPolicy)
     hash_traits: frozenset[str] = frozenset()  # trait_key() of the names to hash
     ip_storage: str = "network"  # "network" (/24, /48) or "none"
-    honor_gpc: bool = True
-    honor_dnt: bool = False
 
     @classmethod
     def of(cls, settings: dict[str, Any], extra_params: Iterable[str] = ()) -> Policy:
@@ -152,8 +171,6 @@ class Policy:
                 map(trait_key, PII_TRAITS | set(_names(settings.get("hash_traits"))))
             ),
             ip_storage=ip_storage if ip_storage in IP_STORAGE else "none",
-            honor_gpc=bool(settings.get("honor_gpc", True)),
-            honor_dnt=bool(settings.get("honor_dnt", False)),
         )
 
 
@@ -168,32 +185,69 @@ def trait_key(name: str) -> str:
 
 
 DEFAULT_POLICY = Policy(hash_traits=frozenset(map(trait_key, PII_TRAITS)))
-_policies: dict[int, tuple[dict[str, Any], frozenset[str], Policy]] = {}
 
 
-def site_policy(site: Site, extra_params: frozenset[str] = frozenset()) -> Policy:
-    """The site's Policy, cached while the cached Site (and its settings dict) lives."""
-    cached = _policies.get(site.id)
-    if cached is not None and cached[0] is site.settings and cached[1] is extra_params:
-        return cached[2]
-    policy = Policy.of(site.settings, extra_params)
-    if len(_policies) > 10_000:
-        _policies.clear()
-    _policies[site.id] = (site.settings, extra_params, policy)
-    return policy
+class PrivacyPolicy:
+    """The collector's privacy policy: built once from settings, asked for each site's rules.
+
+    The one object both stored rows (the privacy step) and failed events
+    (:func:`failure_record`, and through it replay) take their rules from, so a
+    site-wide sensitive parameter (``FOOTFALL_SENSITIVE_PARAMS``) or a site's
+    ``sensitive_params`` / ``keep_params`` / ``hash_traits`` applies to both alike.
+    Each site's :class:`Policy` is parsed once per settings value and kept here
+    (the Pipeline holds this object; nothing is cached at module level).
+    """
+
+    __slots__ = ("_max_sites", "_sites", "sensitive_params")
+
+    def __init__(self, sensitive_params: Iterable[str] = (), *, max_sites: int = 10_000) -> None:
+        self.sensitive_params = frozenset(p.lower() for p in sensitive_params)
+        self._sites: dict[int, tuple[dict[str, Any], Policy]] = {}
+        self._max_sites = max_sites
+
+    def for_site(self, site: Site) -> Policy:
+        """The rules for ``site`` (its settings as cached with the Site)."""
+        cached = self._sites.get(site.id)
+        # Compared by value: a reloaded site with changed settings gets new rules.
+        if cached is not None and (cached[0] is site.settings or cached[0] == site.settings):
+            return cached[1]
+        policy = Policy.of(site.settings, self.sensitive_params)
+        if len(self._sites) >= self._max_sites:
+            self._sites.clear()
+        self._sites[site.id] = (site.settings, policy)
+        return policy
 
 
-def _traits(traits: Any, key: PiiKey, policy: Policy, scrub: Callable[[str], str]) -> Any:
+def _traits(
+    traits: Any, key: PiiKey, policy: Policy, scrub: Callable[[str], str], hashed: bool
+) -> Any:
     if not isinstance(traits, dict):
-        return traits
+        return scrub_value(traits, scrub)
     return {
         name: (
-            _hash_any(value, key)
+            (value if hashed else _hash_any(value, key))
             if value is not None and trait_key(name) in policy.hash_traits
             else scrub_value(value, scrub)
         )
         for name, value in traits.items()
     }
+
+
+def _kept(name: str, value: Any, key: PiiKey, scrub: Callable[[str], str]) -> Any:
+    """A field kept as sent (an id, a time, a technical value), if it holds what it should.
+
+    Where a string or number belongs, anything else is hashed whole (it may hold an
+    e-mail in an array); an object (``library``, ``consent`` …) has its strings scrubbed.
+    """
+    if isinstance(value, str):
+        # A time or a type holds no e-mail when valid, so scrubbing costs nothing then;
+        # ids that must stay as sent (dedup, sessions, device detection) are kept.
+        return value if name in _VERBATIM else scrub(value)
+    if value is None or isinstance(value, int | float | bool):
+        return value
+    if name in _OBJECT_FIELDS:
+        return scrub_value(value, scrub)
+    return _hash_any(value, key)
 
 
 def pseudonymize(
@@ -202,41 +256,49 @@ def pseudonymize(
     """A copy of ``message`` safe to store: ids and PII traits hashed, text scrubbed, no IP.
 
     Used on every valid message (by the privacy step) and on every failed one
-    (process.py), so failed_events hold no raw PII either. Idempotent.
+    (process.py), so failed_events hold no raw PII either. Idempotent: a message
+    already marked (a replayed failure) is not hashed again, but its text is
+    scrubbed again under ``policy``, so rules added since it failed (a new
+    sensitive parameter) apply when it is replayed.
     """
-    if message.get(PSEUDONYMIZED_MARK):
-        return message
+    hashed = bool(message.get(PSEUDONYMIZED_MARK))
 
     def scrub(text: str) -> str:
         return scrub_string(text, policy.params)
 
     out: dict[str, Any] = {}
     for name, value in message.items():
-        if name in ("userId", "previousId"):
-            out[name] = None if value is None else _hash_id(value, key)
+        if name in ("userId", "previousId", "anonymousId") and hashed:
+            out[name] = value
+        elif name in ("userId", "previousId"):
+            out[name] = _hash_id(value, key)
         elif name == "anonymousId":
-            out[name] = (
-                stored_anonymous_id(value, key) if isinstance(value, str | int | float) else value
-            )
+            out[name] = _anonymous_id(value, key)
         elif name == "traits":
-            out[name] = _traits(value, key, policy, scrub)
+            out[name] = _traits(value, key, policy, scrub, hashed)
         elif name == "context" and isinstance(value, dict):
             context: dict[str, Any] = {}
             for cname, cvalue in value.items():
                 if cname == "ip":
                     continue  # the raw IP is never stored
                 if cname == "traits":
-                    context[cname] = _traits(cvalue, key, policy, scrub)
+                    context[cname] = _traits(cvalue, key, policy, scrub, hashed)
+                elif cname == "timezone":
+                    if (zone := zone_name(cvalue)) is not None:
+                        context[cname] = zone  # only an IANA zone: anything else is dropped
+                elif cname == "locale":
+                    if (tag := language_tag(cvalue)) is not None:
+                        context[cname] = tag  # only a BCP 47 tag: anything else is dropped
                 elif cname in _CONTEXT_KEPT:
-                    context[cname] = cvalue
+                    context[cname] = cvalue if hashed else _kept(cname, cvalue, key, scrub)
                 else:
                     context[cname] = scrub_value(cvalue, scrub)
             out[name] = context
         elif name in _TOP_LEVEL_KEPT:
-            out[name] = value
+            out[name] = value if hashed else _kept(name, value, key, scrub)
         else:
             out[name] = scrub_value(value, scrub)  # properties, event, name, groupId, ...
-    out[PSEUDONYMIZED_MARK] = key.key_id
+    out[PSEUDONYMIZED_MARK] = message.get(PSEUDONYMIZED_MARK) or key.key_id
     return out
 
 
@@ -337,14 +399,17 @@ def strip_identifiers(message: dict[str, Any]) -> dict[str, Any]:
 
 def privacy_step(
     key: PiiKey,
+    policies: PrivacyPolicy,
     *,
     salts: SaltRing | None = None,
-    extra_params: frozenset[str] = frozenset(),
 ) -> Callable[[Draft, RequestContext], None]:
-    """The privacy step (see the module docstring); pure, per message."""
+    """The privacy step (see the module docstring); pure, per message.
+
+    ``policies`` must be the Pipeline's own, so failures get the same rules as rows.
+    """
 
     def step(draft: Draft, ctx: RequestContext) -> None:
-        policy = site_policy(ctx.site, extra_params)
+        policy = policies.for_site(ctx.site)
         message = draft.message
         rules = (
             draft.pii
@@ -423,6 +488,7 @@ def failure_record(
     message: dict[str, Any],
     key: PiiKey,
     ctx: RequestContext,
+    policy: Policy,
     registry: SchemaRegistry | None = None,
 ) -> dict[str, Any]:
     """What failed_events.raw keeps of a message: pseudonymized like a stored one (the
@@ -431,7 +497,7 @@ def failure_record(
     from footfall.pipeline.consent import may_identify
 
     if message.get(PSEUDONYMIZED_MARK):
-        return message
+        return pseudonymize(message, key, policy)  # a replayed failure: scrubbed again only
     anonymous = not may_identify(message, ctx)
     event = message.get("event")
     if (
@@ -445,4 +511,14 @@ def failure_record(
             message = {**message, "properties": properties}
     if anonymous:
         message = strip_identifiers(message)
-    return pseudonymize(message, key, site_policy(ctx.site))
+    return pseudonymize(message, key, policy)
+
+
+def scrub_errors(errors: list[dict[str, str]], policy: Policy) -> list[dict[str, str]]:
+    """Error texts as stored: scrubbed like any free text, as a last line behind the
+    validator's value-free messages (a JSON Pointer holds the message's own keys)."""
+    return [
+        {name: scrub_string(text, policy.params) if isinstance(text, str) else text
+         for name, text in error.items()}
+        for error in errors
+    ]  # fmt: skip

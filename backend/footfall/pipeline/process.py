@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
 from footfall.pipeline import reasons
 from footfall.pipeline.normalize import message_id, to_row
-from footfall.pipeline.privacy import PSEUDONYMIZED_MARK, PiiKey, failure_record
+from footfall.pipeline.privacy import (
+    PSEUDONYMIZED_MARK,
+    PiiKey,
+    PrivacyPolicy,
+    failure_record,
+    scrub_errors,
+)
 from footfall.pipeline.types import BatchPlan, Draft, Failure, Refused, RequestContext
 from footfall.pipeline.validate import Invalid, limit_errors, validate
 from footfall.schemas.registry import SchemaRegistry
@@ -43,6 +49,8 @@ class Pipeline:
     pii_key: PiiKey
     limits: Limits = Limits()
     steps: Sequence[Step] = ()
+    # The one privacy policy: failures here, rows in the privacy step (given the same object).
+    privacy: PrivacyPolicy = field(default_factory=PrivacyPolicy)
 
     def run(self, messages: list[Any], ctx: RequestContext, *, replay: bool = False) -> BatchPlan:
         """Every message ends as exactly one of: a row, a failure, a refusal count.
@@ -127,16 +135,21 @@ class Pipeline:
         msg_id: str | None = None,
     ) -> Failure:
         msg_id = msg_id or message_id(message, ctx.site.id)
+        policy = self.privacy.for_site(ctx.site)
         return Failure(
             index=index,
             site_id=ctx.site.id,
             message_id=msg_id,
             received_at=ctx.received_at,
             reason=reason,
-            errors=errors,
+            # Every failure path ends here: no error text keeps what the scrubbing removes.
+            errors=scrub_errors(errors, policy),
             schema=schema,
             # Kept pseudonymized (and consent-stripped): failed events hold no raw PII either.
-            raw={**failure_record(message, self.pii_key, ctx, self.registry), "messageId": msg_id},
+            raw={
+                **failure_record(message, self.pii_key, ctx, policy, self.registry),
+                "messageId": msg_id,
+            },
         )
 
     @staticmethod

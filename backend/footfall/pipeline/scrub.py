@@ -1,4 +1,4 @@
-"""Free-text and URL scrubbing: emails and phone numbers redacted, secret query parameters gone.
+"""Free-text and URL scrubbing: emails, phones and IPs redacted, secret query parameters gone.
 
 Runs on every string the privacy step keeps, so it is built for the common case
 of a string with nothing to find: each rule first asks a question that costs a
@@ -8,13 +8,17 @@ precompiled regular expression.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable, Iterable
 from functools import lru_cache
+from typing import Any
 from urllib.parse import unquote_plus
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 EMAIL_MARK = "[email]"
 PHONE_MARK = "[phone]"
+IP_MARK = "[ip]"
 REDACTED_MARK = "[redacted]"
 
 # Query/fragment parameter names whose value is a secret or a direct identifier.
@@ -51,6 +55,15 @@ _PHONE = re.compile(
 # (every phone the expression above matches has that; most strings do not).
 _SEVEN_DIGITS = re.compile(r"\d(?:[ .\-/()]{0,2}\d){6}")
 _WORDS = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
+# IP address candidates, confirmed by ``ipaddress`` before they are replaced. IPv4: four
+# dotted numbers not glued to a word, a dot or a ``name/`` (so ``Chrome/120.0.0.0`` and
+# ``v1.2.3.4`` are versions, while ``http://10.0.0.1/`` and a sentence's last word are
+# addresses). IPv6: hex groups
+# and colons (a zone id allowed), not glued to a word or another colon.
+_IPV4 = re.compile(r"(?<![\w.\-])(?<!\w/)(?:\d{1,3}\.){3}\d{1,3}(?!\w|[.\-]\d)")
+_IPV6 = re.compile(
+    r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|(?<=:))(?:%\w+)?(?![\w:])"
+)
 
 
 def _phone(match: re.Match[str]) -> str:
@@ -59,8 +72,22 @@ def _phone(match: re.Match[str]) -> str:
     return PHONE_MARK if 7 <= digits <= 15 else text
 
 
+def _ip(match: re.Match[str]) -> str:
+    text = match.group(0)
+    try:
+        ipaddress.ip_address(text.split("%", 1)[0])
+    except ValueError:
+        return text  # a time (12:30:45), a MAC, a version: not an address
+    return IP_MARK
+
+
 def redact_text(text: str) -> str:
-    """``text`` with email addresses and phone-like numbers replaced by markers."""
+    """``text`` with email addresses, phone-like numbers and IP addresses replaced by markers."""
+    # A valid IPv4 address has three dots; an IPv6 one "::" or seven colons.
+    if text.count(".") >= 3:
+        text = _IPV4.sub(_ip, text)
+    if "::" in text or text.count(":") >= 7:
+        text = _IPV6.sub(_ip, text)
     if "@" in text or "%40" in text:
         text = _USERINFO.sub(r"\1", text)
         text = _EMAIL.sub(EMAIL_MARK, text)
@@ -126,14 +153,57 @@ def scrub_string(text: str, params: ParamPolicy = DEFAULT_PARAMS) -> str:
 
 
 def scrub_value(value: object, scrub: Callable[[str], str]) -> object:
-    """Every string inside ``value`` (dicts, lists) through ``scrub``; keys kept.
+    """Every string inside ``value`` (dicts, lists) through ``scrub``, keys included.
 
-    Depth is bounded: input limits were checked before any step runs.
+    A key is data too (``{"jane@example.org": 1}``); two keys that scrub alike keep
+    the last value. Depth is bounded: input limits were checked before any step runs.
     """
     if isinstance(value, str):
         return scrub(value)
     if isinstance(value, dict):
-        return {k: scrub_value(v, scrub) for k, v in value.items()}
+        return {
+            (scrub(k) if isinstance(k, str) else k): scrub_value(v, scrub) for k, v in value.items()
+        }
     if isinstance(value, list):
         return [scrub_value(v, scrub) for v in value]
     return value
+
+
+# --- pass-through context fields ------------------------------------------------------
+
+# RFC 5646 language tag, well-formed: language (2-3 letters) with up to three extlangs,
+# script, region, variants, extensions and a private use part. Underscores (``en_US``, as
+# some SDKs send) are read as hyphens. Anything else (an e-mail, a name) is not a locale.
+_LANGUAGE_TAG = re.compile(
+    r"(?:[A-Za-z]{2,3}(?:-[A-Za-z]{3}){0,3})"
+    r"(?:-[A-Za-z]{4})?"
+    r"(?:-(?:[A-Za-z]{2}|\d{3}))?"
+    r"(?:-(?:[A-Za-z0-9]{5,8}|\d[A-Za-z0-9]{3}))*"
+    r"(?:-[0-9A-WY-Za-wy-z](?:-[A-Za-z0-9]{2,8})+)*"
+    r"(?:-[Xx](?:-[A-Za-z0-9]{1,8})+)?"
+)
+_ZONE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_+\-]*(?:/[A-Za-z0-9_+\-]+){0,2}")
+
+
+def language_tag(value: Any) -> str | None:
+    """``value`` as a BCP 47 language tag (``en-US``), or None when it is not one."""
+    if not isinstance(value, str) or len(value) > 35:
+        return None
+    tag = value.replace("_", "-")
+    return tag if _LANGUAGE_TAG.fullmatch(tag) else None
+
+
+@lru_cache(maxsize=1024)
+def iana_zone(name: str) -> ZoneInfo | None:
+    """The IANA time zone named ``name`` (``Europe/Berlin``), or None when there is none."""
+    if len(name) > 64 or not _ZONE_NAME.fullmatch(name):
+        return None
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        return None
+
+
+def zone_name(value: Any) -> str | None:
+    """``value`` if it names an IANA time zone, else None."""
+    return value if isinstance(value, str) and iana_zone(value) is not None else None

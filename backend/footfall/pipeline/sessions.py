@@ -22,11 +22,10 @@ import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import lru_cache
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from footfall.pipeline.identity import is_illegal_id
+from footfall.pipeline.scrub import iana_zone
 from footfall.pipeline.types import EventRow
 
 IDLE = timedelta(minutes=30)
@@ -63,16 +62,6 @@ def _millis(value: Any) -> int:
     return 0 if number is None else int(min(max(number, 0.0), MAX_DURATION_MS))
 
 
-@lru_cache(maxsize=1024)
-def _zone(name: str) -> ZoneInfo | None:
-    if not name or len(name) > 64 or name.startswith(("/", ".")) or ".." in name:
-        return None
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, OSError):
-        return None
-
-
 def local_zone(row: EventRow) -> tuple[str, int]:
     """The IANA time zone of an event and its UTC offset in minutes at the event.
 
@@ -81,7 +70,7 @@ def local_zone(row: EventRow) -> tuple[str, int]:
     has to trust a client-sent zone name.
     """
     for name in (row.timezone, row.geo_timezone):
-        zone = _zone(name) if name else None
+        zone = iana_zone(name) if name else None
         if zone is not None:
             offset = row.timestamp.astimezone(zone).utcoffset()
             minutes = int(offset.total_seconds() // 60) if offset is not None else 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from jsonschema.exceptions import ValidationError
@@ -81,11 +82,61 @@ def limit_errors(
     return check_limits(message, max_depth, max_string)
 
 
+# What each JSON Schema keyword demands, worded from the schema alone: the stored
+# error names the rule broken and where (the JSON Pointer), never the value sent,
+# which may be an e-mail or an IP (docs/http-api.md, "Errors").
+_RULES: dict[str, Callable[[Any], str]] = {
+    "type": lambda v: "must be of type " + " or ".join(map(str, v if isinstance(v, list) else [v])),
+    "enum": lambda v: "is not one of the allowed values",
+    "const": lambda v: "is not the allowed value",
+    "maxLength": lambda v: f"is longer than {v} characters",
+    "minLength": lambda v: f"is shorter than {v} characters",
+    "pattern": lambda v: f"does not match the pattern {v}",
+    "format": lambda v: f"is not a valid {v}",
+    "minimum": lambda v: f"must be >= {v}",
+    "maximum": lambda v: f"must be <= {v}",
+    "exclusiveMinimum": lambda v: f"must be > {v}",
+    "exclusiveMaximum": lambda v: f"must be < {v}",
+    "multipleOf": lambda v: f"must be a multiple of {v}",
+    "minItems": lambda v: f"has fewer than {v} items",
+    "maxItems": lambda v: f"has more than {v} items",
+    "uniqueItems": lambda v: "has repeated items",
+    "minProperties": lambda v: f"has fewer than {v} properties",
+    "maxProperties": lambda v: f"has more than {v} properties",
+    "additionalProperties": lambda v: "has a property the schema does not allow",
+    "unevaluatedProperties": lambda v: "has a property the schema does not allow",
+    "additionalItems": lambda v: "has more items than the schema allows",
+    "unevaluatedItems": lambda v: "has more items than the schema allows",
+    "propertyNames": lambda v: "has a property name the schema does not allow",
+    "anyOf": lambda v: "matches none of the allowed forms",
+    "oneOf": lambda v: "does not match exactly one of the allowed forms",
+    "not": lambda v: "matches a form the schema forbids",
+    "contains": lambda v: "contains no item of the required form",
+    "minContains": lambda v: f"contains fewer than {v} items of the required form",
+    "maxContains": lambda v: f"contains more than {v} items of the required form",
+    "dependentRequired": lambda v: "lacks a property another property requires",
+    "dependentSchemas": lambda v: "does not match what one of its properties requires",
+}
+
+
+def _rule_text(error: ValidationError) -> str:
+    keyword = str(error.validator)
+    if keyword == "required":
+        # The names come from the schema; only those missing from the object are named.
+        present = error.instance if isinstance(error.instance, dict) else {}
+        missing = [str(n) for n in error.validator_value if n not in present]
+        return "required property missing: " + ", ".join(missing or ["?"])
+    rule = _RULES.get(keyword)
+    if rule is None:  # a keyword without its own wording (false schema, if/then, $ref …)
+        return f"does not satisfy the schema's {keyword!r} rule"
+    return rule(error.validator_value)
+
+
 def _describe(error: ValidationError, prefix: tuple[Any, ...]) -> dict[str, str]:
     if error.validator == "anyOf" and not error.absolute_path:
         text = "anonymousId or userId is required"
     else:
-        text = error.message
+        text = f"{_rule_text(error)} ({error.validator})"
         if len(text) > 300:
             text = text[:297] + "..."
     return {"path": pointer((*prefix, *error.absolute_path)), "message": text}
@@ -108,7 +159,7 @@ def validate(message: dict[str, Any], site: Site, registry: SchemaRegistry) -> E
     if validator is None:
         raise Invalid(
             reasons.INVALID_MESSAGE,
-            [{"path": "/type", "message": f"unknown message type {message_type!r}"}],
+            [{"path": "/type", "message": "unknown message type (enum)"}],
             "messages/envelope/1-0-0",
         )
     errors = _errors(validator, message)
@@ -130,6 +181,7 @@ def validate(message: dict[str, Any], site: Site, registry: SchemaRegistry) -> E
             return None
         raise Invalid(
             reasons.UNKNOWN_EVENT,
+            # The name is quoted: failure texts are scrubbed like the stored name is.
             [{"path": "/event", "message": f"no schema registered for {message['event']!r}"}],
         )
     properties = message.get("properties")
