@@ -310,10 +310,14 @@ def test_site_wide_sensitive_params_in_failed_events_and_after_replay(
             env=env, capture_output=True, text=True, timeout=120, check=True,
         ).stdout  # fmt: skip
         assert json.loads(out)["stored"] == 1
-        rows = psycopg.connect(database, autocommit=True).execute(
-            "SELECT type, page_url, page_search, properties FROM events WHERE site_id = %s",
-            (site_id,),
-        ).fetchall()
+        rows = (
+            psycopg.connect(database, autocommit=True)
+            .execute(
+                "SELECT type, page_url, page_search, properties FROM events WHERE site_id = %s",
+                (site_id,),
+            )
+            .fetchall()
+        )
         assert len(rows) == 2
         for _, page_url, page_search, properties in rows:
             assert page_url == "https://shop.example/cart?page=2"

@@ -205,8 +205,12 @@ def test_replay_applies_rules_added_after_the_failure() -> None:
 def test_site_settings_sensitive_keep_and_hash_traits_for_rows_and_failures() -> None:
     site = _site(sensitive_params=["ref"], keep_params=["code"], hash_traits=["company"])
     url = "https://shop.example/?ref=ALICE&code=WINTER&token=T0K&page=2"
-    identify = {"type": "identify", "anonymousId": "a-1",
-                "traits": {"company": "Acme", "plan": "pro"}, "context": {"page": {"url": url}}}
+    identify = {
+        "type": "identify",
+        "anonymousId": "a-1",
+        "traits": {"company": "Acme", "plan": "pro"},
+        "context": {"page": {"url": url}},
+    }
     messages = [_page(url), identify, _page(url, timestamp="nope"), {**identify, "sentAt": 1}]
     plan = _run(_pipeline(), messages, site)  # fmt: skip
     page, ident = plan.rows
