@@ -34,6 +34,7 @@ from footfall.storage import migrate, partitions
 from footfall.storage.consent import record_consent
 from footfall.storage.engine import create_pool, resolve_database_url
 from footfall.storage.identity import identity_step
+from footfall.storage.profiles import profiles_step
 from footfall.storage.salts import SaltStore, continue_visitors
 from footfall.storage.sessions import sessions_step
 from footfall.storage.sites import SiteCache, ensure_demo_site
@@ -74,7 +75,7 @@ def build_pipeline(
 
 def build_tx_steps(settings: Settings) -> list[TxStep]:
     """What the writer does in its transaction for new rows (also used by replay)."""
-    return [record_consent, continue_visitors, identity_step, sessions_step]
+    return [record_consent, continue_visitors, identity_step, sessions_step, profiles_step]
 
 
 def create_app(settings: Settings | None = None, *, migrate_on_start: bool = True) -> FastAPI:

@@ -51,13 +51,15 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
-def _percent(value: Any) -> int:
+def percent(value: Any) -> int:
+    """A percentage as the rollups keep it: a JSON number clamped to 0..100, rounded."""
     number = _number(value)
     # Half away from zero, as PostgreSQL's round() does, so a recount in SQL agrees.
     return 0 if number is None else math.floor(min(max(number, 0.0), 100.0) + 0.5)
 
 
-def _millis(value: Any) -> int:
+def millis(value: Any) -> int:
+    """A duration as the rollups keep it: a JSON number clamped to 0..24 h, truncated."""
     number = _number(value)
     return 0 if number is None else int(min(max(number, 0.0), MAX_DURATION_MS))
 
@@ -80,6 +82,16 @@ def local_zone(row: EventRow) -> tuple[str, int]:
 
 def page_of(row: EventRow) -> str | None:
     return row.page_path or row.page_url
+
+
+# EventRow.extras key: the idle-rule session the sessions step gave a row that came
+# without a session id (the events row holds it too), for the steps after it.
+ASSIGNED_SESSION = "assigned_session_id"
+
+
+def session_of(row: EventRow) -> str | None:
+    """The session of a stored row: its own id, else the one the idle rule assigned."""
+    return row.session_id or row.extras.get(ASSIGNED_SESSION)
 
 
 # --- per-session delta -------------------------------------------------------------
@@ -182,18 +194,18 @@ class SessionDelta:
             self.click_count += 1
         elif row.event == HOVER:
             self.hover_count += 1
-            self.hover_dwell_ms += _millis(props.get("dwell_ms"))
+            self.hover_dwell_ms += millis(props.get("dwell_ms"))
         elif row.event == VIDEO_STARTED:
             self.video_play_count += 1
         elif row.event == VIDEO_COMPLETED:
             self.video_complete_count += 1
         elif row.event == SCROLL:
-            depth = _percent(props.get("depth_percent"))
+            depth = percent(props.get("depth_percent"))
             self.max_scroll_percent = max(self.max_scroll_percent, depth)
         elif row.event == ENGAGED:
-            self.engaged_ms += _millis(props.get("engaged_ms"))
+            self.engaged_ms += millis(props.get("engaged_ms"))
             self.max_scroll_percent = max(
-                self.max_scroll_percent, _percent(props.get("max_scroll_percent"))
+                self.max_scroll_percent, percent(props.get("max_scroll_percent"))
             )
 
     @property

@@ -20,7 +20,8 @@ are rare next to page views), then per link, inside a savepoint:
 3. decide with the pure rules, then insert ids (``ON CONFLICT DO NOTHING``:
    zero rows means another collector attached it first -> start over) or
    merge (flatten ``merged_into``, record the merge; ``person_merges`` has one
-   row per merged person, so a merge is recorded once whoever gets there).
+   row per merged person, so a merge is recorded once whoever gets there) and
+   combine the two persons' live profiles (storage/profiles.py).
 
 Every change to a person (an id attached, a merge into or out of it) happens
 with that person locked, so two collectors applying the same identify at once
@@ -49,6 +50,7 @@ from footfall.pipeline.identity import (
     plan_identities,
 )
 from footfall.pipeline.types import EventRow
+from footfall.storage import profiles
 
 MAX_ATTEMPTS = 20
 
@@ -77,8 +79,11 @@ INSERT_IDENTITY = (
 )
 
 
-def _site_lock(site_id: int) -> int:
-    """The advisory lock key that serializes a site's identity changes."""
+def site_lock(site_id: int) -> int:
+    """The advisory lock key that serializes a site's identity changes.
+
+    storage/profiles.py takes it shared, so no profile step runs during a merge.
+    """
     digest = hashlib.blake2b(f"footfall.identity\0{site_id}".encode(), digest_size=8)
     return int.from_bytes(digest.digest(), signed=True)
 
@@ -141,6 +146,7 @@ async def _merge(
         " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (from_person) DO NOTHING",
         (site_id, source.person, target.person, reason, message_id),
     )
+    await profiles.merge_profiles(cur, site_id, source.person, target.person)
 
 
 def _keys(link: Link) -> list[IdKey]:
@@ -227,7 +233,7 @@ async def identity_step(conn: psycopg.AsyncConnection[Any], rows: Sequence[Event
         sites = sorted({link.second[0] for link in changing})
         async with conn.cursor() as cur:
             for site_id in sites:
-                await cur.execute("SELECT pg_advisory_xact_lock(%s)", (_site_lock(site_id),))
+                await cur.execute("SELECT pg_advisory_xact_lock(%s)", (site_lock(site_id),))
     for link in changing:
         await apply_link(conn, link)
     missing = sorted(k for k in plan.singles if k not in known)

@@ -31,6 +31,7 @@ from typing import Any
 import psycopg
 
 from footfall.pipeline.sessions import (
+    ASSIGNED_SESSION,
     IDLE,
     SessionDelta,
     Span,
@@ -252,6 +253,7 @@ async def assign_idle_sessions(
             )
             for row in actor_rows:
                 assigned[(site_id, row.message_id)] = ids[row.message_id]
+                row.extras[ASSIGNED_SESSION] = ids[row.message_id]
 
         updates = [r for a in actors for r in by_actor[a]]
         await cur.execute(

@@ -333,3 +333,75 @@ sessions = Table(
         postgresql_where=text("idle_key IS NOT NULL"),
     ),
 )
+
+# --- live profiles (storage/profiles.py, docs/data-model.md) ---------------------------
+
+_PROFILE_COUNTERS = (
+    "events",
+    "pages",
+    "clicks",
+    "hovers",
+    "hover_dwell_ms",
+    "scrolls",
+    "video_plays",
+    "video_completions",
+    "custom_tracks",
+    "engaged_ms",
+)
+
+# One row per canonical person (no foreign key to persons: ids resolve through merges).
+person_profiles = Table(
+    "person_profiles",
+    metadata,
+    Column("site_id", Integer, ForeignKey("sites.id"), nullable=False),
+    Column("person_id", BigInteger, nullable=False),
+    *[
+        Column(name, BigInteger, nullable=False, server_default=text("0"))
+        for name in _PROFILE_COUNTERS
+    ],
+    Column("max_scroll_percent", Integer, nullable=False, server_default=text("0")),
+    Column("sessions", BigInteger, nullable=False, server_default=text("0")),
+    Column("first_seen", DateTime(timezone=True), nullable=False),
+    Column("first_message_id", Text, nullable=False),
+    Column("last_seen", DateTime(timezone=True), nullable=False),
+    Column("last_message_id", Text, nullable=False),
+    Column("last_page_at", DateTime(timezone=True)),
+    Column("last_page_message_id", Text),
+    Column("last_page_path", Text),
+    Column("last_page_url", Text),
+    Column("first_touch_at", DateTime(timezone=True), nullable=False),
+    Column("first_touch_message_id", Text, nullable=False),
+    Column("first_touch_page", Text),
+    Column("referrer", Text),
+    Column("utm_source", Text),
+    Column("utm_medium", Text),
+    Column("utm_campaign", Text),
+    Column("utm_term", Text),
+    Column("utm_content", Text),
+    Column("device_at", DateTime(timezone=True)),
+    Column("device_message_id", Text),
+    Column("device_type", Text),
+    Column("country_at", DateTime(timezone=True)),
+    Column("country_message_id", Text),
+    Column("country", Text),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=NOW),
+    PrimaryKeyConstraint("site_id", "person_id"),
+    # analytics.person_features is queried by person_id alone.
+    Index(None, "person_id"),
+)
+
+# A person's part of one session (one row per person and session).
+person_sessions = Table(
+    "person_sessions",
+    metadata,
+    Column("site_id", Integer, ForeignKey("sites.id"), nullable=False),
+    Column("person_id", BigInteger, nullable=False),
+    Column("session_id", Text, nullable=False),
+    Column("first_at", DateTime(timezone=True), nullable=False),
+    Column("first_message_id", Text, nullable=False),
+    Column("last_at", DateTime(timezone=True), nullable=False),
+    Column("max_scroll_percent", Integer, nullable=False, server_default=text("0")),
+    Column("device_type", Text),
+    Column("utc_offset_min", Integer, nullable=False, server_default=text("0")),
+    PrimaryKeyConstraint("site_id", "person_id", "session_id"),
+)
