@@ -37,11 +37,20 @@ def test_data_model_names_every_column(database: str) -> None:
         database,
         "SELECT table_schema, table_name, column_name FROM information_schema.columns"
         " WHERE (table_schema = 'public'"
-        "        AND table_name IN ('persons', 'identities', 'person_merges', 'sessions'))"
+        "        AND table_name IN ('persons', 'identities', 'person_merges', 'sessions',"
+        "                           'person_profiles', 'person_sessions'))"
         "    OR table_schema = 'analytics'",
     )
     tables = {c["table_name"] for c in columns}
-    assert tables >= {"persons", "identities", "person_merges", "sessions", "person_features"}
+    assert tables >= {
+        "persons",
+        "identities",
+        "person_merges",
+        "sessions",
+        "person_features",
+        "person_profiles",
+        "person_sessions",
+    }
     missing = {
         f"{c['table_schema']}.{c['table_name']}.{c['column_name']}"
         for c in columns

@@ -3,16 +3,19 @@ incremental profile equals a rebuild from ``events`` after a messy stream."""
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 from datetime import timedelta
 from typing import Any
+from unittest.mock import ANY
 
 import psycopg
 import pytest
 
 from footfall.storage.profiles import rebuild
 from tests.analytics.messages import T0, alias, identify, page, post, track
+from tests.cli.test_cli import footfall
 from tests.support import Collector, make_site, query
 
 
@@ -241,3 +244,19 @@ def test_incremental_equals_rebuild(collector: Collector, seed: int) -> None:
     assert incremental[0], "no profiles"
     assert sum(p["events"] for p in incremental[0]) == events  # every event has a person here
     assert incremental == rebuilt(collector.dsn, site_id), f"{merges} merges"
+
+
+def test_rebuild_command(collector: Collector) -> None:
+    site_id, key = new_site(collector)
+    (name,) = [r["name"] for r in query(collector.dsn, "SELECT name FROM sites WHERE id = %s",
+                                        (site_id,))]  # fmt: skip
+    send_messily(collector.base_url, key, stream(7), 7)
+    before = snapshot(collector.dsn, site_id)
+    query(collector.dsn, "UPDATE person_profiles SET events = 0 WHERE site_id = %s", (site_id,))
+    query(collector.dsn, "DELETE FROM person_sessions WHERE site_id = %s", (site_id,))
+    out = footfall("profiles", "rebuild", "--site", name, dsn=collector.dsn).stdout
+    assert json.loads(out) == {"site": name, "profiles": len(before[0]), "seconds": ANY}
+    assert snapshot(collector.dsn, site_id) == before
+    missing = footfall("profiles", "rebuild", "--site", "no-such-site", dsn=collector.dsn,
+                       check=False)  # fmt: skip
+    assert missing.returncode != 0 and "no site named" in missing.stderr

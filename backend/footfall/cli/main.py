@@ -1,4 +1,4 @@
-"""``footfall serve | migrate | sites | schemas | failed``."""
+"""``footfall serve | migrate | sites | schemas | failed | partitions | privacy | profiles``."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from footfall.cli import partitions, privacy
+from footfall.cli import partitions, privacy, profiles
 from footfall.settings import Settings
 
 
@@ -220,6 +220,7 @@ def parser() -> argparse.ArgumentParser:
     replay.set_defaults(func=cmd_failed_replay)
     partitions.register(sub)
     privacy.register(sub)
+    profiles.register(sub)
     return root
 
 
