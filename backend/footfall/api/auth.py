@@ -6,11 +6,12 @@ import base64
 import binascii
 from typing import Any
 
+from psycopg_pool import AsyncConnectionPool
 from starlette.requests import Request
 
 from footfall.errors import Forbidden, Unauthorized
 from footfall.pipeline.types import Site
-from footfall.storage.sites import SiteCache
+from footfall.storage.sites import SiteCache, site_by_secret_key
 
 CORS_ALLOW_HEADERS = "Authorization, Content-Type, Content-Encoding, X-Write-Key"
 MAX_KEY_LENGTH = 200
@@ -53,6 +54,25 @@ async def authenticate(request: Request, body: Any, sites: SiteCache) -> Site:
         if not (site.allows_origin(origin) or same_origin(request, origin)):
             raise Forbidden(f"origin {origin} is not allowed for this site")
         request.state.cors_origin = origin
+    return site
+
+
+class InvalidSecretKey(Unauthorized):
+    code = "invalid_secret_key"
+
+
+async def authenticate_secret(request: Request, pool: AsyncConnectionPool) -> Site:
+    """Server-side APIs: ``Authorization: Bearer <the site's secret key>``, or 401.
+
+    Never a write key: write keys are public (they are in every page).
+    """
+    auth = request.headers.get("authorization") or ""
+    if auth[:7].lower() != "bearer " or not auth[7:].strip():
+        raise InvalidSecretKey("secret key missing (Authorization: Bearer <secret key>)")
+    key = auth[7:].strip()
+    site = await site_by_secret_key(pool, key) if len(key) <= MAX_KEY_LENGTH else None
+    if site is None:
+        raise InvalidSecretKey("unknown secret key")
     return site
 
 

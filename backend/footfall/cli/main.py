@@ -135,6 +135,20 @@ def cmd_sites_list(args: argparse.Namespace) -> None:
     engine.dispose()
 
 
+def cmd_sites_secret_key(args: argparse.Namespace) -> None:
+    from footfall.storage.engine import create_sync_engine
+    from footfall.storage.sites import get_site_by_name, rotate_secret_key
+
+    engine = create_sync_engine(_dsn(_settings()))
+    with engine.begin() as conn:
+        site = get_site_by_name(conn, args.name)
+        if site is None:
+            sys.exit(f"footfall: no site named {args.name!r}")
+        key = rotate_secret_key(conn, site.id)
+    engine.dispose()
+    print(f"site {site.name} (id {site.id}) secret key: {key}")
+
+
 def cmd_schemas_check(args: argparse.Namespace) -> None:
     from footfall.schemas.registry import check_dir
 
@@ -198,6 +212,11 @@ def parser() -> argparse.ArgumentParser:
     create.add_argument("--schema-dir", help="this site's custom event schemas")
     create.set_defaults(func=cmd_sites_create)
     sites.add_parser("list", help="list sites").set_defaults(func=cmd_sites_list)
+    secret = sites.add_parser(
+        "secret-key", help="set a new secret key for the server-side APIs and print it once"
+    )
+    secret.add_argument("name")
+    secret.set_defaults(func=cmd_sites_secret_key)
 
     schemas = sub.add_parser("schemas", help="event schemas").add_subparsers(
         dest="schemas", required=True

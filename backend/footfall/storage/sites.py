@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import time
 from typing import Any
 
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, insert, select, update
 
 from footfall.pipeline.types import Site
 from footfall.storage.tables import sites
@@ -16,6 +17,32 @@ from footfall.storage.tables import sites
 
 def new_write_key() -> str:
     return "ffw_" + secrets.token_urlsafe(24)
+
+
+# Server-side APIs (GET /v1/persons/{id}/profile) take the site's secret key; only its
+# hash is stored (a random 256-bit key needs no salt or slow hash), so a database dump
+# does not hand it out. ``footfall sites secret-key NAME`` sets (rotates) it.
+SECRET_KEY_PREFIX = "ffsk_"  # noqa: S105 - a prefix, not a secret
+
+
+def secret_key_hash(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def rotate_secret_key(conn: Connection, site_id: int) -> str:
+    """A new secret key for the site (the caller commits); the old one stops working."""
+    key = SECRET_KEY_PREFIX + secrets.token_urlsafe(32)
+    conn.execute(
+        update(sites).where(sites.c.id == site_id).values(secret_key_hash=secret_key_hash(key))
+    )
+    return key
+
+
+async def site_by_secret_key(pool: AsyncConnectionPool, key: str) -> Site | None:
+    async with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute("SELECT * FROM sites WHERE secret_key_hash = %s", (secret_key_hash(key),))
+        row = await cur.fetchone()
+    return site_from_row(row) if row else None
 
 
 def site_from_row(row: Any) -> Site:
