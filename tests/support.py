@@ -15,6 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import uvicorn
+from psycopg import sql
 from psycopg.rows import dict_row
 
 from footfall.app import create_app
@@ -58,8 +59,23 @@ def scratch_database(admin_dsn: str) -> Iterator[str]:
         migrate.upgrade(dsn)
         yield dsn
     finally:
+        try:
+            role: str | None = reader_role(dsn)
+        except psycopg.Error:  # the test took the schema apart
+            role = None
         with psycopg.connect(admin_dsn, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            if role is not None:
+                # Roles are cluster-wide; its grants went with the database.
+                conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+def reader_role(dsn: str) -> str:
+    """The read-only role of the database at ``dsn`` (named by the migration's function)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute("SELECT analytics.reader_role()").fetchone()
+    assert row is not None
+    return str(row[0])
 
 
 def free_port() -> int:

@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from tests.analytics.messages import identify, page, post, track
-from tests.support import Collector, query
+from tests.support import Collector, query, reader_role
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 ENRICHMENT = [
@@ -81,7 +81,7 @@ def test_segmentation_recipes_run_as_the_reader(collector: Collector, sql: str) 
         ],
     )
     with psycopg.connect(collector.dsn, autocommit=True) as conn:
-        conn.execute("SET ROLE footfall_reader")
+        conn.execute(f'SET ROLE "{reader_role(collector.dsn)}"')
         conn.execute(sql.replace("site_id = 1", f"site_id = {collector.site_id}")).fetchall()
 
 

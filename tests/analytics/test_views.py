@@ -9,7 +9,7 @@ import pytest
 from psycopg.rows import dict_row
 
 from tests.analytics.messages import T0, identify, page, post, track
-from tests.support import Collector, query
+from tests.support import Collector, query, reader_role
 
 HOUR = 60
 
@@ -239,7 +239,7 @@ def test_reader_role_reads_views_and_nothing_else(
 ) -> None:
     site_id, persons = dataset
     with psycopg.connect(collector.dsn, autocommit=True, row_factory=dict_row) as conn:
-        conn.execute("SET ROLE footfall_reader")
+        conn.execute(f'SET ROLE "{reader_role(collector.dsn)}"')
         for view in ("events", "sessions", "persons", "person_features", "identities"):
             rows = conn.execute(
                 f"SELECT count(*) AS n FROM analytics.{view} WHERE site_id = %s", (site_id,)

@@ -59,22 +59,37 @@ def _partition_of(dsn: str, message_id: str) -> list[str]:
 def test_dedup_holds_across_partitions(database: str) -> None:
     site_id, _ = make_site(database)
     now = datetime.now(UTC)
+    backdated = now - timedelta(days=40)
+    with psycopg.connect(database, autocommit=True) as conn:
+        ensure_partitions(conn, months_ahead=0, now=backdated)
     next_month = month_start(now, 1) + timedelta(days=3)
     message_id = str(uuid.uuid4())
-    first = _row(site_id, message_id, now, now - timedelta(days=40))
+    first = _row(site_id, message_id, now, backdated)
     # The retry arrives next month, with another (client-side) timestamp.
     retry = _row(site_id, message_id, next_month, next_month - timedelta(minutes=1))
     assert _insert(database, [first]) == {(site_id, message_id)}
     assert _insert(database, [retry]) == set()
-    # Twice in one statement, on either side of a month boundary: stored once too.
+    # Twice in one statement, with timestamps in different months: stored once too.
     both_id = str(uuid.uuid4())
-    pair = [_row(site_id, both_id, next_month, now), _row(site_id, both_id, now, now)]
+    pair = [_row(site_id, both_id, now, now), _row(site_id, both_id, now, backdated)]
     assert _insert(database, pair) == {(site_id, both_id)}
 
-    assert _partition_of(database, message_id) == [partition_name(now)]
-    assert len(_partition_of(database, both_id)) == 1
-    keys = query(database, "SELECT count(*) AS n FROM event_ids WHERE site_id = %s", (site_id,))
-    assert keys[0]["n"] == 2
+    # Partitioned by event time: the backdated row is in its own month's partition.
+    assert _partition_of(database, message_id) == [partition_name(backdated)]
+    assert _partition_of(database, both_id) == [partition_name(now)]
+    keys = query(
+        database,
+        'SELECT message_id, "timestamp" FROM event_ids WHERE site_id = %s ORDER BY 1',
+        (site_id,),
+    )
+    stored = {
+        r["message_id"]: r["timestamp"]
+        for r in query(
+            database, 'SELECT message_id, "timestamp" FROM events WHERE site_id = %s', (site_id,)
+        )
+    }
+    assert {r["message_id"]: r["timestamp"] for r in keys} == stored
+    assert len(stored) == 2
 
 
 def test_partitions_ahead_default_and_retention(admin_dsn: str) -> None:

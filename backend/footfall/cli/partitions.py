@@ -1,4 +1,5 @@
-"""``footfall partitions ensure | list | drop-before``: the monthly partitions of events."""
+"""``footfall partitions ensure | list | split-default | drop-before``: the monthly
+partitions of events."""
 
 from __future__ import annotations
 
@@ -26,14 +27,26 @@ def cmd_ensure(args: argparse.Namespace) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> None:
-    from footfall.storage.partitions import list_partitions
+    from footfall.storage.partitions import list_partitions, partition_rows
 
     with _connect() as conn:
         for partition in list_partitions(conn):
-            (rows,) = conn.execute(f"SELECT count(*) FROM {partition.name}").fetchone()
+            rows = partition_rows(conn, partition)
             lower = f"{partition.lower:%Y-%m-%d}" if partition.lower else "DEFAULT"
             upper = f"{partition.upper:%Y-%m-%d}" if partition.upper else ""
             print(f"{partition.name}\t{lower}\t{upper}\t{rows} rows")
+
+
+def cmd_split_default(args: argparse.Namespace) -> None:
+    from footfall.storage.partitions import split_default
+
+    with _connect() as conn:
+        moved = split_default(conn, dry_run=args.dry_run)
+    verb = "would move" if args.dry_run else "moved"
+    for name, rows in moved:
+        print(f"{verb} {rows} rows of events_default into {name}")
+    if not moved:
+        print("events_default is empty")
 
 
 def _cutoff(value: str) -> datetime:
@@ -52,7 +65,7 @@ def cmd_drop_before(args: argparse.Namespace) -> None:
     if not args.dry_run and report.dropped:
         print(
             f"deleted {report.default_rows_deleted} rows of events_default and"
-            f" {report.keys_deleted} deduplication keys received before the cutoff"
+            f" {report.keys_deleted} deduplication keys of events before the cutoff"
         )
 
 
@@ -69,6 +82,12 @@ def register(sub: Any) -> None:
     parts.add_parser("list", help="partitions with their bounds and row counts").set_defaults(
         func=cmd_list
     )
+    split = parts.add_parser(
+        "split-default",
+        help="move rows out of events_default into partitions of their months (created)",
+    )
+    split.add_argument("--dry-run", action="store_true", help="only print what would move")
+    split.set_defaults(func=cmd_split_default)
     drop = parts.add_parser(
         "drop-before", help="retention: drop every monthly partition ending on or before DATE"
     )

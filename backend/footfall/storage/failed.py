@@ -78,9 +78,9 @@ async def replay_failed(
                     plan = pipeline.run([record["raw"]], ctx, replay=True)
                     if plan.rows:
                         rows.extend(plan.rows)
-                        passed.append(record["failed_id"])
+                        passed.append((record["id"], record["failed_id"]))
                     elif plan.failures:
-                        failing.append((record["failed_id"], plan.failures[0]))
+                        failing.append(((record["id"], record["failed_id"]), plan.failures[0]))
                 inserted = await store_messages(conn, rows, [], steps)
                 report.stored += len(inserted)
                 report.duplicates += len(rows) - len(inserted)
@@ -89,13 +89,19 @@ async def replay_failed(
                     if passed:
                         await cur.execute(
                             "UPDATE failed_events SET status = 'replayed', replayed_at = now()"
-                            " WHERE id = ANY(%s)",
-                            (passed,),
+                            " WHERE (site_id, id) IN"
+                            " (SELECT * FROM unnest(%s::int[], %s::bigint[]))",
+                            ([s for s, _ in passed], [i for _, i in passed]),
                         )
                     for failed_id, failure in failing:
                         await cur.execute(
                             "UPDATE failed_events SET reason = %s, errors = %s, schema = %s"
-                            " WHERE id = %s",
-                            (failure.reason, Json(failure.errors), failure.schema, failed_id),
+                            " WHERE site_id = %s AND id = %s",
+                            (
+                                failure.reason,
+                                Json(failure.errors),
+                                failure.schema,
+                                *failed_id,
+                            ),
                         )
     return report

@@ -58,8 +58,8 @@ RESOLVE = (
     "SELECT q.site_id, q.kind, q.value, c.id, c.is_identified"
     " FROM unnest(%s::int[], %s::text[], %s::text[]) AS q(site_id, kind, value)"
     " JOIN identities i ON i.site_id = q.site_id AND i.kind = q.kind AND i.value = q.value"
-    " JOIN persons p ON p.id = i.person_id"
-    " JOIN persons c ON c.id = COALESCE(p.merged_into, p.id)"
+    " JOIN persons p ON p.site_id = i.site_id AND p.id = i.person_id"
+    " JOIN persons c ON c.site_id = p.site_id AND c.id = COALESCE(p.merged_into, p.id)"
 )
 
 # Ids seen alone: a person each, created only for the ids actually inserted.
@@ -122,7 +122,10 @@ async def _attach(cur: psycopg.AsyncCursor[Any], key: IdKey, person: int, messag
     if cur.rowcount != 1:
         raise _StartOver  # another collector attached this id first
     if key[1] == USER:
-        await cur.execute("UPDATE persons SET is_identified = true WHERE id = %s", (person,))
+        await cur.execute(
+            "UPDATE persons SET is_identified = true WHERE site_id = %s AND id = %s",
+            (key[0], person),
+        )
 
 
 async def _merge(
@@ -136,14 +139,18 @@ async def _merge(
     # Flat pointers: the merged person and everything already merged into it
     # now point at the target, so any person resolves in one join.
     await cur.execute(
-        "UPDATE persons SET merged_into = %s, merged_at = now() WHERE id = %s OR merged_into = %s",
-        (target.person, source.person, source.person),
+        "UPDATE persons SET merged_into = %s, merged_at = now()"
+        " WHERE site_id = %s AND (id = %s OR merged_into = %s)",
+        (target.person, site_id, source.person, source.person),
     )
     if source.identified and not target.identified:
-        await cur.execute("UPDATE persons SET is_identified = true WHERE id = %s", (target.person,))
+        await cur.execute(
+            "UPDATE persons SET is_identified = true WHERE site_id = %s AND id = %s",
+            (site_id, target.person),
+        )
     await cur.execute(
         "INSERT INTO person_merges (site_id, from_person, into_person, reason, message_id)"
-        " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (from_person) DO NOTHING",
+        " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (site_id, from_person) DO NOTHING",
         (site_id, source.person, target.person, reason, message_id),
     )
     await profiles.merge_profiles(cur, site_id, source.person, target.person)
@@ -172,18 +179,19 @@ def already_linked(link: Link, state: dict[IdKey, Known]) -> bool:
 
 async def _try_link(cur: psycopg.AsyncCursor[Any], link: Link) -> None:
     keys = _keys(link)
+    site_id = link.second[0]  # a link's ids are all of one site
     state = await resolve(cur, keys)
     persons = sorted({known.person for known in state.values()})
     if persons:
         await cur.execute(
-            "SELECT id FROM persons WHERE id = ANY(%s) ORDER BY id FOR UPDATE", (persons,)
+            "SELECT id FROM persons WHERE site_id = %s AND id = ANY(%s) ORDER BY id FOR UPDATE",
+            (site_id, persons),
         )
         if await resolve(cur, keys) != state:
             raise _StartOver  # merged or linked meanwhile
     first_key, alias = _effective_first(link, state)
     first, second = state.get(first_key), state.get(link.second)
     decision = (decide_alias if alias else decide_link)(first, second)
-    site_id = link.second[0]
     match decision.act:
         case Act.NOTHING:
             return

@@ -1,14 +1,14 @@
 """Monthly partitions of ``events``: create them ahead, list them, drop old ones.
 
-``events`` is range-partitioned by ``received_at`` (the collector's clock), one
-partition a month named ``events_YYYY_MM`` plus ``events_default`` for rows no
-month takes. ``received_at`` rather than ``timestamp`` because it is known to
-be "now": partitions created a few months ahead always catch every row, the
-DEFAULT partition stays empty, and retention means "received more than N
-months ago". ``timestamp`` (when the event happened) may be days or years old
-for queued or imported messages and would fill DEFAULT; since it is never after
-``received_at``, a filter ``timestamp >= X`` may add ``received_at >= X`` to
-prune partitions.
+``events`` is range-partitioned by ``timestamp`` (when the event happened, on
+the collector's clock after skew correction), one partition a month named
+``events_YYYY_MM`` plus ``events_default`` for rows no month takes. So every
+query with a time range on ``timestamp`` (the column analysts filter on) reads
+only its months. ``timestamp`` is clamped to ``received_at``, so nothing lands
+after the current month; an event from before the oldest partition (an import
+of history, a device that queued for months) lands in DEFAULT, and
+:func:`split_default` moves such rows into partitions of their own months.
+Retention drops whole months and the deduplication keys of their rows.
 """
 
 from __future__ import annotations
@@ -26,6 +26,13 @@ _MONTHLY = re.compile(r"^events_(\d{4})_(\d{2})$")
 _BOUNDS = re.compile(r"FROM \('([^']+)'\) TO \('([^']+)'\)")
 # Collectors starting together serialize on this (migrations use 7426091).
 _LOCK_KEY = 7426092
+# Storage settings of every partition (a partitioned parent takes none):
+# events is append-mostly, so vacuum after 2 % new rows (not 20 %) keeps the
+# visibility map and freezing current without waiting for a huge backlog, and
+# statistics follow a month that is still filling (docs/operations.md).
+PARTITION_OPTIONS = (
+    "autovacuum_vacuum_insert_scale_factor = 0.02, autovacuum_analyze_scale_factor = 0.02"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +102,9 @@ def ensure_partitions(
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
         existing = {p.name for p in list_partitions(conn)}
         if DEFAULT not in existing:
-            conn.execute(f"CREATE TABLE {DEFAULT} PARTITION OF {PARENT} DEFAULT")
+            conn.execute(
+                f"CREATE TABLE {DEFAULT} PARTITION OF {PARENT} DEFAULT WITH ({PARTITION_OPTIONS})"
+            )
             created.append(DEFAULT)
         for ahead in range(months_ahead + 1):
             start = month_start(now, ahead)
@@ -111,20 +120,66 @@ def _create_month(
 ) -> None:
     bounds = f"FOR VALUES FROM ('{lower.isoformat()}') TO ('{upper.isoformat()}')"
     in_default = conn.execute(
-        f"SELECT 1 FROM {DEFAULT} WHERE received_at >= %s AND received_at < %s LIMIT 1",
+        f'SELECT 1 FROM {DEFAULT} WHERE "timestamp" >= %s AND "timestamp" < %s LIMIT 1',
         (lower, upper),
     ).fetchone()
     if in_default is None:
-        conn.execute(f"CREATE TABLE {name} PARTITION OF {PARENT} {bounds}")
+        conn.execute(
+            f"CREATE TABLE {name} PARTITION OF {PARENT} {bounds} WITH ({PARTITION_OPTIONS})"
+        )
         return
     # A new partition may not overlap rows of DEFAULT: move them over first.
-    conn.execute(f"CREATE TABLE {name} (LIKE {PARENT} INCLUDING ALL EXCLUDING INDEXES)")
     conn.execute(
-        f"WITH moved AS (DELETE FROM {DEFAULT} WHERE received_at >= %s AND received_at < %s"
+        f"CREATE TABLE {name} (LIKE {PARENT} INCLUDING ALL EXCLUDING INDEXES)"
+        f" WITH ({PARTITION_OPTIONS})"
+    )
+    conn.execute(
+        f'WITH moved AS (DELETE FROM {DEFAULT} WHERE "timestamp" >= %s AND "timestamp" < %s'
         f" RETURNING *) INSERT INTO {name} SELECT * FROM moved",
         (lower, upper),
     )
     conn.execute(f"ALTER TABLE {PARENT} ATTACH PARTITION {name} {bounds}")
+
+
+def default_months(conn: psycopg.Connection[Any]) -> list[tuple[datetime, int]]:
+    """The months (UTC) the DEFAULT partition holds rows of, with their row counts."""
+    with conn.transaction():
+        conn.execute("SET LOCAL TimeZone = 'UTC'")
+        rows = conn.execute(
+            f"SELECT date_trunc('month', \"timestamp\"), count(*) FROM {DEFAULT}"
+            " GROUP BY 1 ORDER BY 1"
+        ).fetchall()
+    return [(month_start(start), int(n)) for start, n in rows]
+
+
+def split_default(conn: psycopg.Connection[Any], *, dry_run: bool = False) -> list[tuple[str, int]]:
+    """Move DEFAULT's rows into partitions of their months, created here; (name, rows) each.
+
+    Each month is its own transaction holding an exclusive lock on ``events``
+    (ATTACH checks the new partition against DEFAULT), so run it when an import
+    of history is done, not during peak traffic. Rows and their keys in
+    ``event_ids`` are unchanged: only the partition a row lives in moves.
+    """
+    if not is_partitioned(conn):
+        return []
+    moved = []
+    for start, rows in default_months(conn):
+        name = partition_name(start)
+        moved.append((name, rows))
+        if dry_run:
+            continue
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+            if name in {p.name for p in list_partitions(conn)}:
+                raise RuntimeError(f"{name} exists yet DEFAULT holds rows of its month")
+            _create_month(conn, name, start, month_start(start, 1))
+    return moved
+
+
+def partition_rows(conn: psycopg.Connection[Any], partition: Partition) -> int:
+    """Rows in one partition (a count: it reads the partition)."""
+    row = conn.execute(f"SELECT count(*) FROM {partition.name}").fetchone()
+    return int(row[0]) if row else 0
 
 
 @dataclass(slots=True)
@@ -139,10 +194,13 @@ def drop_before(
 ) -> Retention:
     """Drop every monthly partition that ends on or before ``cutoff``.
 
-    Whole partitions go (no row-by-row DELETE on events); DEFAULT rows received
-    before the last dropped month's end are deleted with them, then the
-    deduplication keys of everything dropped, in batches and in later
-    transactions so the lock on ``events`` is held only for the drops.
+    Whole partitions go (no row-by-row DELETE on events); DEFAULT rows whose
+    event time is before the last dropped month's end are deleted with them,
+    then the deduplication keys of everything dropped (``event_ids`` rows with
+    a ``timestamp`` before that bound), in batches and in later transactions so
+    the lock on ``events`` is held only for the drops. This is the end of the
+    deduplication window: a retry of a message whose month was dropped is
+    stored again, like a new message.
     """
     old = [p for p in list_partitions(conn) if p.upper is not None and p.upper <= cutoff]
     report = Retention(dropped=old)
@@ -153,13 +211,13 @@ def drop_before(
         for partition in old:
             conn.execute(f"DROP TABLE {partition.name}")
         report.default_rows_deleted = conn.execute(
-            f"DELETE FROM {DEFAULT} WHERE received_at < %s", (bound,)
+            f'DELETE FROM {DEFAULT} WHERE "timestamp" < %s', (bound,)
         ).rowcount
     while True:
         with conn.transaction():
             deleted = conn.execute(
                 "DELETE FROM event_ids WHERE ctid = ANY(ARRAY(SELECT ctid FROM event_ids"
-                " WHERE received_at < %s LIMIT 50000))",
+                ' WHERE "timestamp" < %s LIMIT 50000))',
                 (bound,),
             ).rowcount
         report.keys_deleted += deleted

@@ -206,7 +206,8 @@ def _device_only_persons(
     if identities is None or not {"kind", "value", "person_id"} <= identities.columns:
         return set()
     merged = (
-        " AND NOT EXISTS (SELECT 1 FROM persons p WHERE p.id = i.person_id"
+        " AND NOT EXISTS (SELECT 1 FROM persons p WHERE p.site_id = i.site_id"
+        " AND p.id = i.person_id"
         " AND p.merged_into IS NOT NULL)"
         if persons is not None and "merged_into" in persons.columns
         else ""
@@ -214,7 +215,8 @@ def _device_only_persons(
     rows = conn.execute(
         "SELECT DISTINCT i.person_id::text FROM identities i WHERE i.site_id = %(site)s"
         " AND i.kind = 'anonymous' AND i.value = ANY(%(anon)s::text[])"
-        " AND NOT EXISTS (SELECT 1 FROM identities o WHERE o.person_id = i.person_id"
+        " AND NOT EXISTS (SELECT 1 FROM identities o WHERE o.site_id = i.site_id"
+        " AND o.person_id = i.person_id"
         " AND NOT (o.kind = 'anonymous' AND o.value = ANY(%(anon)s::text[])))" + merged,
         subject.params(),
     )
@@ -379,14 +381,16 @@ def _delete_batched(
             return total
 
 
+# By event time, as the partitions (so only the old months are read), and the
+# keys by the same time, so a key never outlives or predeceases its row.
 DELETE_EVENTS = (
-    "DELETE FROM events WHERE (site_id, message_id, received_at) IN"
-    " (SELECT site_id, message_id, received_at FROM events"
-    " WHERE site_id = %s AND received_at < %s LIMIT %s)"
+    'DELETE FROM events WHERE (site_id, message_id, "timestamp") IN'
+    ' (SELECT site_id, message_id, "timestamp" FROM events'
+    ' WHERE site_id = %s AND "timestamp" < %s LIMIT %s)'
 )
 DELETE_EVENT_IDS = (
     "DELETE FROM event_ids WHERE (site_id, message_id) IN (SELECT site_id, message_id"
-    " FROM event_ids WHERE site_id = %s AND received_at < %s LIMIT %s)"
+    ' FROM event_ids WHERE site_id = %s AND "timestamp" < %s LIMIT %s)'
 )
 DELETE_FAILED = (
     "DELETE FROM failed_events WHERE id IN (SELECT id FROM failed_events"

@@ -70,10 +70,10 @@ async def rotate(conn: psycopg.AsyncConnection[Any], day: date) -> dict[date, by
 
 CONTINUE = (
     "UPDATE events e SET visitor_hash = v.previous"
-    " FROM unnest(%s::int[], %s::text[], %s::timestamptz[], %s::text[])"
-    " AS v(site_id, message_id, received_at, previous)"
+    " FROM unnest(%s::int[], %s::text[], %s::timestamptz[], %s::timestamptz[], %s::text[])"
+    " AS v(site_id, message_id, ts, received_at, previous)"
     " WHERE e.site_id = v.site_id AND e.message_id = v.message_id"
-    " AND e.received_at = v.received_at"
+    ' AND e."timestamp" = v.ts'
     " AND EXISTS (SELECT 1 FROM events p WHERE p.site_id = v.site_id"
     " AND p.visitor_hash = v.previous"
     " AND p.received_at BETWEEN v.received_at - %s AND v.received_at)"
@@ -94,6 +94,7 @@ async def continue_visitors(conn: psycopg.AsyncConnection[Any], rows: Sequence[E
             (
                 [r.site_id for r in candidates],
                 [r.message_id for r in candidates],
+                [r.timestamp for r in candidates],
                 [r.received_at for r in candidates],
                 [r.extras["previous_visitor_hash"] for r in candidates],
                 VISIT_WINDOW,

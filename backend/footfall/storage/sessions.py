@@ -190,9 +190,9 @@ RECENT_IDLE_SESSIONS = (
 SET_EVENT_SESSIONS = (
     "UPDATE events e SET session_id = v.session_id"
     " FROM unnest(%s::int[], %s::text[], %s::timestamptz[], %s::text[])"
-    " AS v(site_id, message_id, received_at, session_id)"
+    " AS v(site_id, message_id, ts, session_id)"
     " WHERE e.site_id = v.site_id AND e.message_id = v.message_id"
-    " AND e.received_at = v.received_at AND e.session_id IS NULL"
+    ' AND e."timestamp" = v.ts AND e.session_id IS NULL'
 )
 
 
@@ -261,7 +261,7 @@ async def assign_idle_sessions(
             (
                 [r.site_id for r in updates],
                 [r.message_id for r in updates],
-                [r.received_at for r in updates],
+                [r.timestamp for r in updates],  # the primary key's: one partition
                 [assigned[(r.site_id, r.message_id)] for r in updates],
             ),
         )

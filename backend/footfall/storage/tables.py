@@ -12,6 +12,7 @@ from sqlalchemy import (
     DateTime,
     Double,
     ForeignKey,
+    ForeignKeyConstraint,
     Identity,
     Index,
     Integer,
@@ -51,7 +52,8 @@ sites = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=NOW),
 )
 
-# One row per accepted message, range-partitioned by month of ``received_at``
+# One row per accepted message, range-partitioned by month of ``timestamp``
+# (when the event happened), so time-range queries read only their months
 # (storage/partitions.py creates the partitions; retention drops whole ones).
 # A unique index of a partitioned table must contain the partition key, so
 # (site_id, message_id) cannot be unique here across months: ``event_ids``
@@ -111,7 +113,7 @@ events = Table(
     Column("geo_timezone", Text),
     Column("geo_asn", BigInteger),
     Column("geo_asn_org", Text),
-    PrimaryKeyConstraint("site_id", "message_id", "received_at"),
+    PrimaryKeyConstraint("site_id", "message_id", "timestamp"),
     Index(None, "site_id", "timestamp"),
     # "Events of one person in a time range" (analytics.person_events).
     Index(None, "site_id", "anonymous_id", "timestamp"),
@@ -123,22 +125,22 @@ events = Table(
         "received_at",
         postgresql_where=text("visitor_hash IS NOT NULL"),
     ),
-    postgresql_partition_by="RANGE (received_at)",
+    postgresql_partition_by='RANGE ("timestamp")',
 )
 
 # The deduplication key of ``events``, one row per stored message, not
 # partitioned so the key is unique across every month. The writer inserts here
 # first (ON CONFLICT DO NOTHING RETURNING) and then only the new rows into
-# ``events``; ``received_at`` names the partition the event went to, and lets
-# retention delete the keys of dropped partitions.
+# ``events``; ``timestamp`` is the stored copy's (so it names the partition the
+# event went to), and lets retention delete the keys of dropped partitions.
 event_ids = Table(
     "event_ids",
     metadata,
     Column("site_id", Integer, nullable=False),
     Column("message_id", Text, nullable=False),
-    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("timestamp", DateTime(timezone=True), nullable=False),
     PrimaryKeyConstraint("site_id", "message_id"),
-    Index(None, "received_at"),
+    Index(None, "timestamp"),
 )
 
 # A message that failed validation, kept with every reason so nothing is lost
@@ -146,7 +148,7 @@ event_ids = Table(
 failed_events = Table(
     "failed_events",
     metadata,
-    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("id", BigInteger, Identity(), nullable=False),
     Column("site_id", Integer, ForeignKey("sites.id"), nullable=False),
     Column("message_id", Text, nullable=False),
     Column("received_at", DateTime(timezone=True), nullable=False),
@@ -157,6 +159,7 @@ failed_events = Table(
     Column("raw", JSONB, nullable=False),
     Column("status", Text, nullable=False, server_default=text("'pending'")),
     Column("replayed_at", DateTime(timezone=True)),
+    PrimaryKeyConstraint("site_id", "id"),
     UniqueConstraint("site_id", "message_id"),
     Index(None, "site_id", "received_at"),
 )
@@ -168,7 +171,7 @@ failed_events = Table(
 consent_log = Table(
     "consent_log",
     metadata,
-    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("id", BigInteger, Identity(), nullable=False),
     Column("site_id", Integer, ForeignKey("sites.id"), nullable=False),
     Column("anonymous_id", Text),
     Column("user_id", Text),
@@ -183,6 +186,7 @@ consent_log = Table(
     Column("message_id", Text),
     CheckConstraint("source IN ('message', 'api', 'admin')", name="source"),
     CheckConstraint("anonymous_id IS NOT NULL OR user_id IS NOT NULL", name="subject"),
+    PrimaryKeyConstraint("site_id", "id"),
     UniqueConstraint("site_id", "message_id"),
     Index(None, "site_id", "anonymous_id", "decided_at"),
     Index(None, "site_id", "user_id", "decided_at"),
@@ -203,7 +207,7 @@ visitor_salts = Table(
 erasure_log = Table(
     "erasure_log",
     metadata,
-    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("id", BigInteger, Identity(), nullable=False),
     Column("site_id", Integer, ForeignKey("sites.id"), nullable=False),
     Column("subject_kind", Text, nullable=False),
     Column("subject_hash", Text, nullable=False),
@@ -212,6 +216,7 @@ erasure_log = Table(
     Column("suppressed", Boolean, nullable=False),
     Column("requested_via", Text, nullable=False),
     Column("erased_at", DateTime(timezone=True), nullable=False, server_default=NOW),
+    PrimaryKeyConstraint("site_id", "id"),
 )
 
 # Erased ids whose future messages are refused (reason "erased"): keyed hashes
@@ -231,16 +236,24 @@ privacy_suppressions = Table(
 
 # A person: what the ids of one human resolve to. ``merged_into`` points straight
 # at the surviving person (kept flat: never at a person that is merged itself).
+# Keys and references carry site_id (persons never span sites; Citus-ready:
+# docs/operations.md).
 persons = Table(
     "persons",
     metadata,
-    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("id", BigInteger, Identity(), nullable=False),
     Column("site_id", Integer, ForeignKey("sites.id"), nullable=False),
     Column("is_identified", Boolean, nullable=False, server_default=text("false")),
-    Column("merged_into", BigInteger, ForeignKey("persons.id")),
+    Column("merged_into", BigInteger),
     Column("merged_at", DateTime(timezone=True)),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=NOW),
-    Index(None, "merged_into", postgresql_where=text("merged_into IS NOT NULL")),
+    PrimaryKeyConstraint("site_id", "id"),
+    ForeignKeyConstraint(
+        ["site_id", "merged_into"],
+        ["persons.site_id", "persons.id"],
+        name="fk_persons_merged_into_persons",
+    ),
+    Index(None, "site_id", "merged_into", postgresql_where=text("merged_into IS NOT NULL")),
 )
 
 # An anonymous id (as stored in events.anonymous_id) or a hashed user id, and the
@@ -251,28 +264,44 @@ identities = Table(
     Column("site_id", Integer, ForeignKey("sites.id"), nullable=False),
     Column("kind", Text, nullable=False),
     Column("value", Text, nullable=False),
-    Column("person_id", BigInteger, ForeignKey("persons.id"), nullable=False),
+    Column("person_id", BigInteger, nullable=False),
     Column("message_id", Text),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=NOW),
     PrimaryKeyConstraint("site_id", "kind", "value"),
     CheckConstraint("kind IN ('anonymous', 'user')", name="kind"),
-    Index(None, "person_id"),
+    ForeignKeyConstraint(
+        ["site_id", "person_id"],
+        ["persons.site_id", "persons.id"],
+        name="fk_identities_person_id_persons",
+    ),
+    Index(None, "site_id", "person_id"),
 )
 
 # The merge history: one row per merged person (so a merge is recorded once).
 person_merges = Table(
     "person_merges",
     metadata,
-    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("id", BigInteger, Identity(), nullable=False),
     Column("site_id", Integer, ForeignKey("sites.id"), nullable=False),
-    Column("from_person", BigInteger, ForeignKey("persons.id"), nullable=False),
-    Column("into_person", BigInteger, ForeignKey("persons.id"), nullable=False),
+    Column("from_person", BigInteger, nullable=False),
+    Column("into_person", BigInteger, nullable=False),
     Column("reason", Text, nullable=False),
     Column("message_id", Text),
     Column("merged_at", DateTime(timezone=True), nullable=False, server_default=NOW),
-    UniqueConstraint("from_person"),
+    PrimaryKeyConstraint("site_id", "id"),
+    UniqueConstraint("site_id", "from_person"),
     CheckConstraint("reason IN ('identify', 'alias')", name="reason"),
-    Index(None, "into_person"),
+    ForeignKeyConstraint(
+        ["site_id", "from_person"],
+        ["persons.site_id", "persons.id"],
+        name="fk_person_merges_from_person_persons",
+    ),
+    ForeignKeyConstraint(
+        ["site_id", "into_person"],
+        ["persons.site_id", "persons.id"],
+        name="fk_person_merges_into_person_persons",
+    ),
+    Index(None, "site_id", "into_person"),
 )
 
 # --- sessions (storage/sessions.py, docs/data-model.md) --------------------------------

@@ -32,14 +32,16 @@ log = logging.getLogger(__name__)
 _JSON_COLUMNS = frozenset(c.name for c in tables.events.columns if isinstance(c.type, JSONB))
 
 
-# Deduplication: events is partitioned, so (site_id, message_id) cannot be unique
-# on it. The group's keys go into event_ids first (one statement, unnest of three
-# arrays), and only the rows whose key was new are copied into events. Keys are
+# Deduplication: events is partitioned (by event time), so (site_id, message_id)
+# cannot be unique on it. The group's keys go into event_ids first (one statement,
+# unnest of three arrays), and only the rows whose key was new are copied into
+# events. A retry carries another timestamp (it is computed from the arrival
+# time) and may fall in another month: the key, not the row, decides. Keys are
 # inserted in sorted order so that concurrent collectors inserting the same keys
 # take their locks in one order and cannot deadlock.
 _QUOTED_COLUMNS = ", ".join('"' + c + '"' for c in EVENT_COLUMNS)
 INSERT_EVENT_IDS = (
-    "INSERT INTO event_ids (site_id, message_id, received_at)"
+    'INSERT INTO event_ids (site_id, message_id, "timestamp")'
     " SELECT * FROM unnest(%b::int[], %b::text[], %b::timestamptz[]) AS t(s, m, r)"
     " ORDER BY s, m ON CONFLICT (site_id, message_id) DO NOTHING RETURNING site_id, message_id"
 )
@@ -168,7 +170,7 @@ async def _insert_new_rows(
                 (
                     [row.site_id for row in unique],
                     [row.message_id for row in unique],
-                    [row.received_at for row in unique],
+                    [row.timestamp for row in unique],
                 ),
             )
             inserted = {(site_id, message_id) for site_id, message_id in await cur.fetchall()}
