@@ -333,7 +333,8 @@ LOAD_PROFILES = (
     " p.*, m.*"
     " FROM unnest(%s::int[], %s::bigint[]) AS q(site_id, person_id)"
     " JOIN persons asked ON asked.id = q.person_id AND asked.site_id = q.site_id"
-    " JOIN persons pe ON pe.id = COALESCE(asked.merged_into, asked.id)"
+    " JOIN persons pe ON pe.site_id = asked.site_id"
+    " AND pe.id = COALESCE(asked.merged_into, asked.id)"
     " JOIN person_profiles p ON p.site_id = q.site_id AND p.person_id = pe.id"
     f" CROSS JOIN LATERAL (SELECT count(*) AS session_rows, {_DEVICE_COUNTS}, {_PART_COUNTS}"
     " FROM person_sessions ps WHERE ps.site_id = p.site_id AND ps.person_id = p.person_id) m"
@@ -405,10 +406,10 @@ ev AS MATERIALIZED (
     FROM events e
     LEFT JOIN identities iu
            ON iu.site_id = e.site_id AND iu.kind = 'user' AND iu.value = e.user_id
-    LEFT JOIN persons pu ON pu.id = iu.person_id
+    LEFT JOIN persons pu ON pu.site_id = iu.site_id AND pu.id = iu.person_id
     LEFT JOIN identities ia
            ON ia.site_id = e.site_id AND ia.kind = 'anonymous' AND ia.value = e.anonymous_id
-    LEFT JOIN persons pa ON pa.id = ia.person_id
+    LEFT JOIN persons pa ON pa.site_id = ia.site_id AND pa.id = ia.person_id
     WHERE e.site_id = %(site)s
 ),
 pev AS (SELECT * FROM ev WHERE person_id IS NOT NULL)"""
