@@ -11,15 +11,16 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import psycopg
 from fastapi import FastAPI
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from footfall import __version__
 from footfall.api import admin, health, ingest, metrics, profiles, site_assets
 from footfall.api.auth import cors_headers
 from footfall.api.ratelimit import RateLimiter
-from footfall.errors import FootfallError
+from footfall.errors import FootfallError, RejectedByDatabase, Unavailable
 from footfall.observability import RequestMiddleware
 from footfall.pipeline.consent import consent_step
 from footfall.pipeline.device import device_step
@@ -34,6 +35,7 @@ from footfall.storage import migrate, partitions
 from footfall.storage.consent import record_consent
 from footfall.storage.engine import create_pool, resolve_database_url
 from footfall.storage.identity import identity_step
+from footfall.storage.outage import StorageUnavailable, is_bad_value, is_outage
 from footfall.storage.profiles import profiles_step
 from footfall.storage.salts import SaltStore, continue_visitors
 from footfall.storage.sessions import sessions_step
@@ -41,6 +43,8 @@ from footfall.storage.sites import SiteCache, ensure_demo_site
 from footfall.storage.writer import TxStep, Writer
 
 log = logging.getLogger("footfall")
+
+CLIENT_CLOSED_REQUEST = 499
 
 
 def build_pipeline(
@@ -106,7 +110,12 @@ def create_app(settings: Settings | None = None, *, migrate_on_start: bool = Tru
             dsn=dsn,
             pool=pool,
             writer=writer,
-            sites=SiteCache(pool),
+            sites=SiteCache(
+                pool,
+                settings.site_cache_ttl_s,
+                negative_ttl_s=settings.site_cache_negative_ttl_s,
+                max_keys=settings.site_cache_max_keys,
+            ),
             pipeline=build_pipeline(settings, salts=salt_ring, geo=geo),
             salts=SaltStore(pool, salt_ring),
             keyring=keyring_of(settings.pii_key_id, settings.pii_key, settings.previous_pii_keys),
@@ -144,6 +153,28 @@ def create_app(settings: Settings | None = None, *, migrate_on_start: bool = Tru
         return JSONResponse(
             {"error": exc.code, "detail": exc.detail}, status_code=exc.status, headers=headers
         )
+
+    # The one place where "the database is unavailable" becomes 503 + Retry-After,
+    # whichever path met it (site cache, consent ledger, writer, admin API ...).
+    async def storage_error(request: Request, exc: Exception) -> Response:
+        if is_outage(exc):
+            log.warning("database unavailable: %s", type(exc).__name__)
+            return await footfall_error(request, Unavailable.retry_after(settings.retry_after_s))
+        if is_bad_value(exc):
+            log.warning("the database refused a value: %s", type(exc).__name__)
+            return await footfall_error(
+                request, RejectedByDatabase("the database refused a value of this request")
+            )
+        raise exc  # a bug: ServerErrorMiddleware logs it and answers 500
+
+    for outage in (psycopg.Error, StorageUnavailable, ConnectionError, TimeoutError):
+        app.add_exception_handler(outage, storage_error)
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_disconnected(request: Request, exc: ClientDisconnect) -> Response:
+        # Nobody reads this answer; 499 (nginx's "client closed request") is what
+        # the access log and the request metrics count it as.
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
 
     app.add_middleware(
         RequestMiddleware, log_requests=settings.access_log, on_response=metrics.observe_request

@@ -39,7 +39,25 @@ class RateLimited(FootfallError):
     status, code = 429, "rate_limited"
 
 
+class HeadersTooLarge(FootfallError):
+    status, code = 431, "request_header_fields_too_large"
+
+
 class Unavailable(FootfallError):
     """Storage cannot take the messages now; nothing was acknowledged."""
 
     status, code = 503, "storage_unavailable"
+
+    @classmethod
+    def retry_after(cls, seconds: int) -> Unavailable:
+        """The one 503 of the collector: nothing was stored, retry after ``seconds``."""
+        return cls(
+            "storage unavailable; nothing was stored, retry later",
+            headers={"Retry-After": str(seconds)},
+        )
+
+
+class RejectedByDatabase(FootfallError):
+    """The database refused a value of the request (the same request fails again)."""
+
+    status, code = 400, "rejected_by_database"

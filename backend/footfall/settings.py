@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -24,6 +25,19 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 1
+    # The collector's own public origin (scheme://host[:port]), e.g. what the
+    # browser sees behind a proxy. Browser requests from it pass the origin check
+    # of every site (the demo page, a first-party tracker). Unset: none do.
+    public_url: str | None = None
+
+    # HTTP server (footfall serve): the total size of a request's header section
+    # (431 above), how long a client may take to send it (from the connection's
+    # first byte or from the end of the previous response), to send a body, and
+    # how long an idle keep-alive connection is kept.
+    max_header_bytes: int = 16 * 1024
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
+    keep_alive_timeout_s: int = 5
 
     # Database pool of each worker process.
     pool_min_size: int = 2
@@ -36,6 +50,12 @@ class Settings(BaseSettings):
     writer_linger_ms: float = 2.0
     writer_queue_max: int = 50_000
     retry_after_s: int = 5
+    # Write key -> site cache of each worker: a known key is re-read after this
+    # long (and served from memory while the database is down); an unknown key
+    # is remembered as unknown for the shorter time; at most this many keys.
+    site_cache_ttl_s: float = 30.0
+    site_cache_negative_ttl_s: float = 5.0
+    site_cache_max_keys: int = 10_000
 
     # Input limits (bytes unless stated).
     max_request_bytes: int = 500 * 1024
@@ -109,6 +129,21 @@ class Settings(BaseSettings):
         if not value.startswith("/"):
             raise ValueError("must start with '/'")
         return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _origin_only(cls, value: str | None) -> str | None:
+        """Kept as an origin: scheme://host[:port], lower-case, no path."""
+        if not value:
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("must be an absolute http(s) URL, e.g. https://collector.example")
+        netloc = parts.netloc.lower()
+        default_port = {"http": ":80", "https": ":443"}[parts.scheme]
+        if netloc.endswith(default_port):  # browsers leave the default port out of Origin
+            netloc = netloc[: -len(default_port)]
+        return f"{parts.scheme}://{netloc}"
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -244,7 +244,8 @@ def _check_cors(base_url: str, dsn: str) -> None:
     )
     assert allowed.status_code == 200
     assert allowed.headers["access-control-allow-origin"] == "https://shop.example"
-    assert allowed.headers["access-control-allow-credentials"] == "true"
+    # Nothing reads cookies: no credentialed CORS (issue 9 item 18).
+    assert "access-control-allow-credentials" not in allowed.headers
 
     denied = httpx.post(
         url, json={"batch": [_click()]}, auth=(key, ""), headers={"Origin": "https://evil.example"}
@@ -266,6 +267,7 @@ def _check_cors(base_url: str, dsn: str) -> None:
     assert preflight.status_code == 204
     assert preflight.headers["access-control-allow-origin"] == "https://shop.example"
     assert "Authorization" in preflight.headers["access-control-allow-headers"]
+    assert "access-control-allow-credentials" not in preflight.headers
     bad_preflight = httpx.options(url, headers={"Origin": "https://nobody-allows-me.example"})
     assert bad_preflight.status_code == 403
     assert "access-control-allow-origin" not in bad_preflight.headers

@@ -76,9 +76,14 @@ def test_bad_request_does_not_fail_the_others(database: str) -> None:
 
     good1, bad, good2 = asyncio.run(_with_writer(database, body, linger_ms=20))
     assert len(good1.inserted) == 1 and len(good2.inserted) == 1
-    assert isinstance(bad, Exception)
+    # The culprit fails alone, as a documented failure, not an exception (never a 503).
+    assert not bad.inserted and [f.reason for f in bad.rejected] == ["storage_rejected"]
     count = query(database, "SELECT count(*) AS n FROM events WHERE site_id = %s", (site_id,))
     assert count[0]["n"] == 2
+    failed = query(
+        database, "SELECT message_id, reason FROM failed_events WHERE site_id = %s", (site_id,)
+    )
+    assert failed == [{"message_id": broken.message_id, "reason": "storage_rejected"}]
 
 
 def test_close_commits_in_flight_work_then_refuses(database: str) -> None:

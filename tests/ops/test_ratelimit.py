@@ -41,18 +41,27 @@ def test_site_bucket_counts_messages_and_refills() -> None:
     assert refused.value.headers["Retry-After"] == "2"
 
 
-def test_ip_bucket_per_site_and_settings_override() -> None:
+def test_ip_bucket_before_auth_and_site_override() -> None:
     clock = Clock()
     limiter = RateLimiter(ip=Limit.of(1, 2), clock=clock)
-    a, b = Site(1, "a", "ka"), Site(2, "b", "kb", settings={"ip_rate_limit_per_s": 0})
-    limiter.check(a, "192.0.2.1", 1)
-    limiter.check(a, "192.0.2.1", 1)
+    # The collector's IP limit is checked before the write key is known.
+    limiter.check_ip("192.0.2.1")
+    limiter.check_ip("192.0.2.1")
     with pytest.raises(RateLimited):
-        limiter.check(a, "192.0.2.1", 1)
-    limiter.check(a, "192.0.2.2", 1)  # another client
+        limiter.check_ip("192.0.2.1")
+    limiter.check_ip("192.0.2.2")  # another client
+    # A site's own IP limit is a (site, IP) bucket on top; without one, nothing more.
+    a = Site(1, "a", "ka")
     for _ in range(10):
-        limiter.check(b, "192.0.2.1", 1)  # site b turned the IP limit off
-    strict = Site(3, "c", "kc", settings={"rate_limit_per_s": 1, "rate_limit_burst": 1})
+        limiter.check(a, "192.0.2.1", 1)
+    c = Site(2, "c", "kc", settings={"ip_rate_limit_per_s": 1, "ip_rate_limit_burst": 1})
+    limiter.check(c, "192.0.2.9", 1)
+    with pytest.raises(RateLimited):
+        limiter.check(c, "192.0.2.9", 1)
+    b = Site(3, "b", "kb", settings={"ip_rate_limit_per_s": 0})
+    for _ in range(10):
+        limiter.check(b, "192.0.2.9", 1)  # site b turned its IP limit off
+    strict = Site(4, "d", "kd", settings={"rate_limit_per_s": 1, "rate_limit_burst": 1})
     limiter.check(strict, None, 1)
     with pytest.raises(RateLimited):
         limiter.check(strict, None, 1)
@@ -63,11 +72,11 @@ def test_memory_is_bounded() -> None:
     limiter = RateLimiter(ip=Limit.of(1, 5), max_buckets=100, clock=clock)
     site = Site(1, "s", "k")
     for i in range(1000):
-        limiter.check(site, f"10.0.{i // 256}.{i % 256}", 1)
+        limiter.check_ip(f"10.0.{i // 256}.{i % 256}")
     assert len(limiter) <= 100
     # Idle buckets that filled up again go first, without waiting for the cap.
     clock.now += 10
-    limiter.check(site, "10.9.9.9", 1)
+    limiter.check_ip("10.9.9.9")
     assert len(limiter) == 1
 
 

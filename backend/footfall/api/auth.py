@@ -10,11 +10,11 @@ from psycopg_pool import AsyncConnectionPool
 from starlette.requests import Request
 
 from footfall.errors import Forbidden, Unauthorized
+from footfall.pipeline.identifiers import MAX_WRITE_KEY_LENGTH, storable_text
 from footfall.pipeline.types import Site
 from footfall.storage.sites import SiteCache, site_by_secret_key
 
 CORS_ALLOW_HEADERS = "Authorization, Content-Type, Content-Encoding, X-Write-Key"
-MAX_KEY_LENGTH = 200
 
 
 def write_key_from(request: Request, body: Any) -> str | None:
@@ -36,22 +36,27 @@ def write_key_from(request: Request, body: Any) -> str | None:
     return request.query_params.get("writeKey")
 
 
-def same_origin(request: Request, origin: str) -> bool:
-    """The demo page and first-party setups post from the collector's own origin."""
-    return origin == f"{request.url.scheme}://{request.headers.get('host', '')}"
+async def authenticate(
+    request: Request, body: Any, sites: SiteCache, public_url: str | None = None
+) -> Site:
+    """The site the request is for, or 401/403.
 
-
-async def authenticate(request: Request, body: Any, sites: SiteCache) -> Site:
-    """The site the request is for, or 401/403."""
+    A browser request from ``public_url`` (the collector's own configured origin:
+    the demo page, a first-party setup) passes any site's origin check; the
+    ``Host`` header is never trusted for that, a client chooses it.
+    """
     key = write_key_from(request, body)
     if not key:
         raise Unauthorized("write key missing (HTTP Basic username, X-Write-Key or writeKey)")
-    site = await sites.by_write_key(key) if len(key) <= MAX_KEY_LENGTH else None
+    # Checked before the look-up: a NUL, a lone surrogate or a huge key never reaches SQL.
+    if not storable_text(key, MAX_WRITE_KEY_LENGTH):
+        raise Unauthorized("malformed write key")
+    site = await sites.by_write_key(key)
     if site is None:
         raise Unauthorized("unknown write key")
     origin = request.headers.get("origin")
     if origin:
-        if not (site.allows_origin(origin) or same_origin(request, origin)):
+        if not (site.allows_origin(origin) or (public_url is not None and origin == public_url)):
             raise Forbidden(f"origin {origin} is not allowed for this site")
         request.state.cors_origin = origin
     return site
@@ -70,24 +75,33 @@ async def authenticate_secret(request: Request, pool: AsyncConnectionPool) -> Si
     if auth[:7].lower() != "bearer " or not auth[7:].strip():
         raise InvalidSecretKey("secret key missing (Authorization: Bearer <secret key>)")
     key = auth[7:].strip()
-    site = await site_by_secret_key(pool, key) if len(key) <= MAX_KEY_LENGTH else None
+    # Checked before the look-up, as write keys are: nothing unstorable reaches SQL.
+    site = await site_by_secret_key(pool, key) if storable_text(key, MAX_WRITE_KEY_LENGTH) else None
     if site is None:
         raise InvalidSecretKey("unknown secret key")
     return site
 
 
-def cors_headers(origin: str) -> dict[str, str]:
-    return {
+def cors_headers(origin: str, *, credentials: bool = False) -> dict[str, str]:
+    """CORS headers for an allowed origin.
+
+    ``credentials``: only for a route whose response depends on cookies (none
+    does today; a first-party cookie would turn it on for the routes reading it),
+    so an allowed origin never gets credentialed access by default.
+    """
+    headers = {
         "Access-Control-Allow-Origin": origin,
-        "Access-Control-Allow-Credentials": "true",
         "Access-Control-Expose-Headers": "Retry-After",
         "Vary": "Origin",
     }
+    if credentials:
+        headers["Access-Control-Allow-Credentials"] = "true"
+    return headers
 
 
-def preflight_headers(origin: str) -> dict[str, str]:
+def preflight_headers(origin: str, *, credentials: bool = False) -> dict[str, str]:
     return {
-        **cors_headers(origin),
+        **cors_headers(origin, credentials=credentials),
         "Access-Control-Allow-Methods": "POST, GET, OPTIONS",
         "Access-Control-Allow-Headers": CORS_ALLOW_HEADERS,
         "Access-Control-Max-Age": "86400",

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-import psycopg
 from fastapi import APIRouter
-from psycopg_pool import PoolTimeout
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -20,7 +19,7 @@ from footfall.api.body import parse_json, read_body
 from footfall.api.client_ip import client_ip, trusted_networks
 from footfall.errors import BadRequest, Forbidden, PayloadTooLarge, Unavailable
 from footfall.pipeline.consent import LedgerView
-from footfall.pipeline.types import BatchPlan, RequestContext
+from footfall.pipeline.types import BatchPlan, Failure, RequestContext
 from footfall.state import AppState, app_state
 from footfall.storage.consent import load_ledger
 from footfall.storage.writer import StorageUnavailable, WriteOutcome
@@ -41,7 +40,14 @@ BATCH_PATHS = ("batch", "b", "import")
 GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 
 
+# The pipeline runs this many messages at a time, letting the event loop (other
+# requests, the writer) run in between: a 2,500-message batch would hold it for
+# a third of a second in one go.
+PIPELINE_CHUNK = 100
+
+
 def _response_body(plan: BatchPlan, outcome: WriteOutcome) -> dict[str, Any]:
+    failures = sorted([*plan.failures, *outcome.rejected], key=_by_index)
     return {
         "success": True,
         "accepted": len(outcome.inserted),
@@ -53,10 +59,30 @@ def _response_body(plan: BatchPlan, outcome: WriteOutcome) -> dict[str, Any]:
                 "reason": f.reason,
                 "errors": f.errors,
             }
-            for f in plan.failures
+            for f in failures
         ],
         "refused": plan.refused,
     }
+
+
+def _by_index(failure: Failure) -> int:
+    return failure.index
+
+
+async def _run_pipeline(state: AppState, messages: list[Any], ctx: RequestContext) -> BatchPlan:
+    """The pipeline over the batch, :data:`PIPELINE_CHUNK` messages between two yields."""
+    if len(messages) <= PIPELINE_CHUNK:
+        return state.pipeline.run(messages, ctx)
+    plan = BatchPlan()
+    for start in range(0, len(messages), PIPELINE_CHUNK):
+        if start:
+            await asyncio.sleep(0)
+        part = state.pipeline.run(messages[start : start + PIPELINE_CHUNK], ctx, first_index=start)
+        plan.rows += part.rows
+        plan.failures += part.failures
+        for reason, count in part.refused.items():
+            plan.refused[reason] = plan.refused.get(reason, 0) + count
+    return plan
 
 
 async def _ingest(
@@ -64,7 +90,15 @@ async def _ingest(
 ) -> dict[str, Any]:
     """Authenticate, run the pipeline, hand the result to the writer, await the commit."""
     received_at = datetime.now(UTC)
-    site = await authenticate(request, body, state.sites)
+    ip = client_ip(
+        request.client.host if request.client else None,
+        request.headers,
+        trusted_networks(state.settings.trusted_proxies),
+    )
+    # Before authentication: an unknown write key costs a query, so a client
+    # trying keys is slowed down by its IP's bucket first.
+    state.rate_limiter.check_ip(ip)
+    site = await authenticate(request, body, state.sites, state.settings.public_url)
     if default_type is None:
         if isinstance(body, list):
             messages, batch_context, sent_at = body, None, None
@@ -80,11 +114,6 @@ async def _ingest(
             raise BadRequest("the body must be a JSON object (one message)")
         messages = [{k: v for k, v in body.items() if k != "writeKey"}]
         batch_context, sent_at = None, None
-    ip = client_ip(
-        request.client.host if request.client else None,
-        request.headers,
-        trusted_networks(state.settings.trusted_proxies),
-    )
     state.rate_limiter.check(site, ip, len(messages))  # 429 with Retry-After
     browser = bool(request.headers.get("origin")) or request.method == "GET"
     ctx = RequestContext(
@@ -98,22 +127,16 @@ async def _ingest(
         headers=request.headers,
         ledger=await _privacy_inputs(state, site.id, messages, received_at),
     )
-    plan = state.pipeline.run(messages, ctx)
+    plan = await _run_pipeline(state, messages, ctx)
     try:
         outcome = await state.writer.write(plan.rows, plan.failures)
     except StorageUnavailable as exc:
         metrics.count_unavailable(len(messages))
-        raise _unavailable(state) from exc
-    metrics.count_batch(plan, len(outcome.inserted), len(outcome.duplicates), len(messages))
-    return _response_body(plan, outcome)
-
-
-def _unavailable(state: AppState) -> Unavailable:
-    """The 503 for "the database can't take this now": nothing was stored, retry."""
-    return Unavailable(
-        "storage unavailable; nothing was stored, retry later",
-        headers={"Retry-After": str(state.settings.retry_after_s)},
+        raise Unavailable.retry_after(state.settings.retry_after_s) from exc
+    metrics.count_batch(
+        plan, len(outcome.inserted), len(outcome.duplicates), len(messages), outcome.rejected
     )
+    return _response_body(plan, outcome)
 
 
 async def _privacy_inputs(
@@ -123,11 +146,9 @@ async def _privacy_inputs(
     (loaded once a day) and the consent ledger's entries for the batch (one query)."""
     if state.keyring is None or state.salts is None:
         return None
-    try:
-        await state.salts.ensure(received_at.date())
-        return await load_ledger(state.pool, site_id, messages, state.keyring)
-    except (psycopg.OperationalError, PoolTimeout, OSError) as exc:
-        raise _unavailable(state) from exc
+    # An outage here is answered 503 by the app's storage error handler.
+    await state.salts.ensure(received_at.date())
+    return await load_ledger(state.pool, site_id, messages, state.keyring)
 
 
 def _json_response(request: Request, payload: dict[str, Any]) -> Response:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import APIRouter
@@ -27,7 +28,7 @@ from prometheus_client import (
 )
 from starlette.responses import Response
 
-from footfall.pipeline.types import BatchPlan
+from footfall.pipeline.types import BatchPlan, Failure
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -105,14 +106,20 @@ async def metrics() -> Response:
     return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
-def count_batch(plan: BatchPlan, accepted: int, duplicates: int, messages: int) -> None:
+def count_batch(
+    plan: BatchPlan,
+    accepted: int,
+    duplicates: int,
+    messages: int,
+    rejected: Sequence[Failure] = (),
+) -> None:
     """Every message of a request that reached the writer, by outcome."""
     BATCH_SIZE.observe(messages)
     if accepted:
         MESSAGES.labels("accepted", "").inc(accepted)
     if duplicates:
         MESSAGES.labels("duplicate", "").inc(duplicates)
-    for failure in plan.failures:
+    for failure in [*plan.failures, *rejected]:
         MESSAGES.labels("failed", failure.reason).inc()
     for reason, count in plan.refused.items():
         MESSAGES.labels("refused", reason).inc(count)

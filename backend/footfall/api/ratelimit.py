@@ -1,4 +1,5 @@
-"""Token buckets per site (messages/s) and per client IP and site (requests/s): 429s.
+"""Token buckets per client IP (requests/s, before authentication), per site
+(messages/s) and, where a site sets its own, per client IP and site: 429s.
 
 Buckets live in the memory of each worker process and are not shared: with N
 workers (or N collectors) a client can get up to N times the configured rate.
@@ -97,8 +98,16 @@ class RateLimiter:
             ),
         )
 
+    def check_ip(self, ip: str | None) -> None:
+        """The collector's per-IP limit, before the write key is even looked up."""
+        if self._ip.rate > 0 and ip:
+            now = self._clock()
+            self._take([("ip", self._bucket(("ip", ip), self._ip, now), 1.0)], 1)
+            self._evict(now)
+
     def check(self, site: Site, ip: str | None, messages: int) -> None:
-        """Take ``messages`` tokens from the site's bucket and one from the IP's, or raise."""
+        """Take ``messages`` tokens from the site's bucket and, if the site sets its
+        own IP limit, one from its (site, IP) bucket, or raise."""
         site_limit, ip_limit = self.limits_for(site)
         now = self._clock()
         wanted: list[tuple[str, _Bucket, float]] = []
@@ -106,8 +115,15 @@ class RateLimiter:
             # A batch larger than the burst passes when the bucket is full.
             cost = min(float(max(messages, 1)), site_limit.burst)
             wanted.append(("site", self._bucket(("site", site.id), site_limit, now), cost))
-        if ip_limit.rate > 0 and ip:
+        own_ip_limit = (
+            "ip_rate_limit_per_s" in site.settings or "ip_rate_limit_burst" in site.settings
+        )
+        if own_ip_limit and ip_limit.rate > 0 and ip:
             wanted.append(("ip", self._bucket(("ip", site.id, ip), ip_limit, now), 1.0))
+        self._take(wanted, messages)
+        self._evict(now)
+
+    def _take(self, wanted: list[tuple[str, _Bucket, float]], messages: int) -> None:
         for scope, bucket, cost in wanted:
             if bucket.tokens < cost:
                 if self._on_limited is not None:
@@ -119,7 +135,6 @@ class RateLimiter:
                 )
         for _, bucket, cost in wanted:
             bucket.tokens -= cost
-        self._evict(now)
 
     def _bucket(self, key: tuple[object, ...], limit: Limit, now: float) -> _Bucket:
         bucket = self._buckets.get(key)

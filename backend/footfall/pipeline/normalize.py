@@ -9,13 +9,36 @@ from typing import Any
 import orjson
 
 from footfall.pipeline import reasons
+from footfall.pipeline.identifiers import MAX_MESSAGE_ID_LENGTH, storable_text
 from footfall.pipeline.privacy import PSEUDONYMIZED_MARK
 from footfall.pipeline.types import EventRow, RequestContext
 from footfall.pipeline.validate import Invalid
 
+# Timestamps accepted from clients. The bounds leave room for every calculation
+# done later (time-zone offsets, session gaps, the clock-skew correction), which
+# would overflow near year 1 or 9999, and no real event happened before 1970.
+MIN_TIMESTAMP = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_TIMESTAMP = datetime(9000, 1, 1, tzinfo=UTC)
+
+
+def _out_of_range(field: str) -> Invalid:
+    return Invalid(
+        reasons.INVALID_TIMESTAMP,
+        [
+            {
+                "path": f"/{field}",
+                "message": f"out of range ({MIN_TIMESTAMP:%Y-%m-%d} to {MAX_TIMESTAMP:%Y-%m-%d})",
+            }
+        ],
+    )
+
 
 def parse_timestamp(value: Any, field: str) -> datetime | None:
-    """An ISO-8601 string as an aware UTC datetime (naive means UTC); None when absent."""
+    """An ISO-8601 string as an aware UTC datetime (naive means UTC); None when absent.
+
+    Raises Invalid (``invalid_timestamp``) when it is not ISO-8601 or lies outside
+    MIN_TIMESTAMP .. MAX_TIMESTAMP.
+    """
     if value is None:
         return None
     if isinstance(value, str):
@@ -26,6 +49,12 @@ def parse_timestamp(value: Any, field: str) -> datetime | None:
         else:
             if parsed.tzinfo is None:
                 parsed = parsed.replace(tzinfo=UTC)
+            try:
+                parsed = parsed.astimezone(UTC)
+            except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00
+                raise _out_of_range(field) from None
+            if not MIN_TIMESTAMP <= parsed < MAX_TIMESTAMP:
+                raise _out_of_range(field)
             return parsed
     raise Invalid(
         reasons.INVALID_TIMESTAMP,
@@ -46,19 +75,32 @@ def corrected_timestamp(
     """
     if original is None:
         return received_at
-    timestamp = received_at - (sent_at - original) if sent_at is not None else original
-    return min(timestamp, received_at)
+    if sent_at is None:
+        return min(original, received_at)
+    skew = sent_at - original
+    # Both are within MIN..MAX_TIMESTAMP, so the difference is representable; the
+    # result may not be (a sentAt far ahead of the timestamp).
+    if skew > received_at - MIN_TIMESTAMP:
+        raise _out_of_range("sentAt")
+    return min(received_at - skew, received_at)
 
 
 def message_id(message: dict[str, Any], site_id: int) -> str:
     """The client's ``messageId``, or a content hash so a retried copy still dedups."""
     given = message.get("messageId")
-    if isinstance(given, str) and given:
+    if isinstance(given, str) and given and storable_text(given, MAX_MESSAGE_ID_LENGTH):
         return given
+    # Also for a messageId that can't be a key (too long, NUL ...): the message
+    # fails validation and is stored in failed_events under this id instead.
     body = {k: v for k, v in message.items() if k not in ("sentAt", PSEUDONYMIZED_MARK)}
-    digest = hashlib.sha256(
-        str(site_id).encode() + b"\0" + orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
-    )
+    try:
+        encoded = orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # too deep for the encoder (over the limits: fails anyway)
+        scalars = sorted(
+            (str(k), repr(v)) for k, v in body.items() if not isinstance(v, dict | list)
+        )
+        encoded = repr(scalars).encode("utf-8", "surrogatepass")
+    digest = hashlib.sha256(str(site_id).encode() + b"\0" + encoded)
     return "ffh-" + digest.hexdigest()[:32]
 
 

@@ -52,15 +52,23 @@ class Pipeline:
     # The one privacy policy: failures here, rows in the privacy step (given the same object).
     privacy: PrivacyPolicy = field(default_factory=PrivacyPolicy)
 
-    def run(self, messages: list[Any], ctx: RequestContext, *, replay: bool = False) -> BatchPlan:
+    def run(
+        self,
+        messages: list[Any],
+        ctx: RequestContext,
+        *,
+        replay: bool = False,
+        first_index: int = 0,
+    ) -> BatchPlan:
         """Every message ends as exactly one of: a row, a failure, a refusal count.
 
         ``replay`` is for messages read back from ``failed_events``: only those may
         carry the collector's own markers (e.g. "already pseudonymized").
+        ``first_index``: the batch position of ``messages[0]`` (a batch run in parts).
         """
         self.registry.maybe_reload()
         plan = BatchPlan()
-        for index, raw in enumerate(messages):
+        for index, raw in enumerate(messages, first_index):
             if isinstance(raw, dict) and not replay and not RESERVED_KEYS.isdisjoint(raw):
                 # A client must never be able to claim "already pseudonymized".
                 raw = {k: v for k, v in raw.items() if k not in RESERVED_KEYS}

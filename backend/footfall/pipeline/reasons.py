@@ -8,6 +8,9 @@ INVALID_TIMESTAMP = "invalid_timestamp"  # timestamp, originalTimestamp or sentA
 UNKNOWN_EVENT = "unknown_event"  # a track event with no registered schema
 UNKNOWN_SCHEMA_VERSION = "unknown_schema_version"  # context.schema names no such version
 INVALID_PROPERTIES = "invalid_properties"  # properties violate the event's schema
+# The database refused the message although it passed the pipeline (a safety net:
+# the pipeline's limits should catch such values first); not replayable.
+STORAGE_REJECTED = "storage_rejected"
 
 # Failures that a schema change can fix; the others are stored as ``unreplayable``
 # (their raw message was cut down or is not a message at all).

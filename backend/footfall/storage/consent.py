@@ -24,6 +24,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from footfall.pipeline.consent import Decision, LedgerEntry, LedgerView, subject_ids
+from footfall.pipeline.identifiers import MAX_ID_LENGTH, storable_text
 from footfall.pipeline.privacy import Keyring, PiiKey, stored_anonymous_id
 from footfall.pipeline.types import EventRow
 
@@ -58,9 +59,11 @@ def _batch_ids(messages: Iterable[Any]) -> tuple[set[str], set[str]]:
         if not isinstance(message, dict):
             continue
         anonymous_id, user_id = subject_ids(message)
-        if anonymous_id is not None and len(anonymous_id) <= 255:
+        # An id that can't be queried (NUL, too long ...) is not looked up: its
+        # message fails in the pipeline's limits and validation.
+        if anonymous_id is not None and storable_text(anonymous_id, MAX_ID_LENGTH):
             anonymous_ids.add(anonymous_id)
-        if user_id is not None and len(user_id) <= 255:
+        if user_id is not None and storable_text(user_id, MAX_ID_LENGTH):
             user_ids.add(user_id)
         if len(anonymous_ids) + len(user_ids) >= MAX_SUBJECTS:
             break

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
+from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 from psycopg.rows import dict_row
@@ -12,6 +14,7 @@ from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import Connection, insert, select, update
 
 from footfall.pipeline.types import Site
+from footfall.storage.outage import is_outage
 from footfall.storage.tables import sites
 
 
@@ -95,39 +98,77 @@ def get_site_by_name(conn: Connection, name: str) -> Site | None:
 
 
 class SiteCache:
-    """Write key -> Site, refreshed from the database at most every ``ttl_s`` per key.
+    """Write key -> Site, re-read from the database at most every ``ttl_s`` per key.
+
+    Bounded (least recently used keys go first). An unknown key is remembered as
+    unknown for ``negative_ttl_s``, so key-guessing traffic costs one query per
+    key and short while, never the cache's known keys. While the database is
+    unavailable a known key keeps being served from memory (the writer then
+    decides whether the request can be stored); the failed refresh is retried
+    after ``negative_ttl_s``, so not every request waits for a connection.
 
     Also keeps the union of every site's allowed origins, which answers CORS
-    preflights (they carry no write key).
+    preflights (they carry no write key), with the same outage rule.
     """
 
-    def __init__(self, pool: AsyncConnectionPool, ttl_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        ttl_s: float = 30.0,
+        *,
+        negative_ttl_s: float = 5.0,
+        max_keys: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._pool = pool
         self._ttl = ttl_s
-        self._by_key: dict[str, tuple[float, Site | None]] = {}
-        self._origins: tuple[float, frozenset[str]] = (0.0, frozenset())
+        self._negative_ttl = negative_ttl_s
+        self._max_keys = max_keys
+        self._clock = clock
+        # key -> (fresh until, site or None for unknown)
+        self._by_key: OrderedDict[str, tuple[float, Site | None]] = OrderedDict()
+        self._origins: tuple[float, frozenset[str]] | None = None
+
+    def __len__(self) -> int:
+        return len(self._by_key)
 
     async def by_write_key(self, write_key: str) -> Site | None:
-        now = time.monotonic()
+        now = self._clock()
         cached = self._by_key.get(write_key)
-        if cached is not None and now - cached[0] < self._ttl:
+        if cached is not None:
+            self._by_key.move_to_end(write_key)
+            if now < cached[0]:
+                return cached[1]
+        try:
+            async with self._pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+                await cur.execute("SELECT * FROM sites WHERE write_key = %s", (write_key,))
+                row = await cur.fetchone()
+        except Exception as exc:
+            if cached is None or cached[1] is None or not is_outage(exc):
+                raise  # an unknown key during an outage: 503 (app-level handler)
+            self._by_key[write_key] = (now + self._negative_ttl, cached[1])
             return cached[1]
-        async with self._pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute("SELECT * FROM sites WHERE write_key = %s", (write_key,))
-            row = await cur.fetchone()
         site = site_from_row(row) if row else None
-        if len(self._by_key) > 10_000:  # bound memory against key-guessing traffic
-            self._by_key.clear()
-        self._by_key[write_key] = (now, site)
+        self._by_key[write_key] = (now + (self._ttl if site else self._negative_ttl), site)
+        self._by_key.move_to_end(write_key)
+        while len(self._by_key) > self._max_keys:
+            self._by_key.popitem(last=False)
         return site
 
     async def any_site_allows(self, origin: str) -> bool:
-        now = time.monotonic()
-        if now - self._origins[0] >= self._ttl:
-            async with self._pool.connection() as conn, conn.cursor() as cur:
-                await cur.execute("SELECT DISTINCT unnest(allowed_origins) FROM sites")
-                origins = frozenset(r[0] for r in await cur.fetchall())
-            self._origins = (now, origins)
+        now = self._clock()
+        if self._origins is None or now >= self._origins[0]:
+            try:
+                async with self._pool.connection() as conn, conn.cursor() as cur:
+                    await cur.execute("SELECT DISTINCT unnest(allowed_origins) FROM sites")
+                    origins = frozenset(r[0] for r in await cur.fetchall())
+            except Exception as exc:
+                if self._origins is None or not is_outage(exc):
+                    raise
+                origins = self._origins[1]  # the last known set, while the database is down
+                self._origins = (now + self._negative_ttl, origins)
+            else:
+                self._origins = (now + self._ttl, origins)
         allowed = self._origins[1]
         return "*" in allowed or origin in allowed
 

@@ -13,19 +13,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 import psycopg
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from psycopg_pool import AsyncConnectionPool
 from sqlalchemy.dialects.postgresql import JSONB
 
 from footfall import __version__
+from footfall.pipeline import reasons
 from footfall.pipeline.reasons import REPLAYABLE
 from footfall.pipeline.types import EVENT_COLUMNS, EventRow, Failure
 from footfall.storage import tables
+from footfall.storage.outage import StorageUnavailable, is_bad_value, is_outage
+
+__all__ = ["StorageUnavailable", "TxStep", "WriteOutcome", "Writer", "WriterClosed"]
 
 log = logging.getLogger(__name__)
 
@@ -68,20 +73,18 @@ _ROLLED_BACK = (
 )
 
 
-class StorageUnavailable(Exception):
-    """The database could not take the messages; nothing of them was committed."""
-
-
 class WriterClosed(StorageUnavailable):
     """The writer is shutting down and takes no new work."""
 
 
 @dataclass(slots=True)
 class WriteOutcome:
-    """Per request: which of its rows were new and which were duplicates."""
+    """Per request: which of its rows were new, which were duplicates, which the
+    database refused (each stored as a ``storage_rejected`` failure instead)."""
 
     inserted: list[EventRow] = field(default_factory=list)
     duplicates: list[EventRow] = field(default_factory=list)
+    rejected: list[Failure] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -203,7 +206,7 @@ class Writer:
         self._max_batch = max_batch
         self._linger = linger_ms / 1000
         self._queue_max = queue_max
-        self._jobs: list[_Job] = []
+        self._jobs: deque[_Job] = deque()
         self._queued = 0
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -260,7 +263,7 @@ class Writer:
         group: list[_Job] = []
         size = 0
         while self._jobs and (not group or size + self._jobs[0].size <= self._max_batch):
-            job = self._jobs.pop(0)
+            job = self._jobs.popleft()
             group.append(job)
             size += job.size
         self._queued -= size
@@ -269,60 +272,113 @@ class Writer:
     async def _commit_group(self, group: list[_Job]) -> None:
         started = time.perf_counter()
         try:
-            outcomes = await self._commit(group)
-        except (psycopg.OperationalError, PoolTimeout, OSError) as exc:
+            outcomes = await self._commit([(job.rows, job.failures) for job in group])
+        except Exception as exc:
+            if is_outage(exc):
+                log.warning(
+                    "database unavailable, %d requests refused: %s", len(group), type(exc).__name__
+                )
+                for job in group:
+                    _fail(job, StorageUnavailable(type(exc).__name__))
+                return
+            # Something in the group broke the transaction that an outage did not:
+            # a value the database refuses, or a bug. Commit each request alone so
+            # the others still succeed; the loop itself must never die, or every
+            # request would hang.
             log.warning(
-                "database unavailable, %d requests refused: %s", len(group), type(exc).__name__
+                "group commit failed (%s); committing %d requests one by one",
+                type(exc).__name__,
+                len(group),
+                exc_info=not is_bad_value(exc),
             )
             for job in group:
-                if not job.future.done():
-                    job.future.set_exception(StorageUnavailable(str(exc)))
-            return
-        except Exception:
-            # One request's data broke the statement (or a bug did): commit each
-            # request alone so the others still succeed and only the culprit gets
-            # an error. The loop itself must never die, or every request would hang.
-            log.exception("group commit failed; retrying requests one by one")
-            for job in group:
                 try:
-                    outcome = (await self._commit([job]))[0]
-                except Exception as exc:
-                    if not job.future.done():
-                        job.future.set_exception(exc)
+                    outcome = await self._commit_alone(job)
+                except Exception as alone:  # an outage (mapped) or the writer's own bug
+                    _fail(job, alone if is_outage(alone) else StorageUnavailable(repr(alone)))
                 else:
-                    if not job.future.done():
-                        job.future.set_result(outcome)
+                    _resolve(job, outcome)
             return
         self.commits += 1
         self.last_commit_s = time.perf_counter() - started
-        if self._on_commit is not None:
-            self._on_commit(self.last_commit_s, sum(job.size for job in group))
         for job, outcome in zip(group, outcomes, strict=True):
-            if not job.future.done():  # the request may have gone away
-                job.future.set_result(outcome)
+            _resolve(job, outcome)
+        if self._on_commit is not None:
+            try:
+                self._on_commit(self.last_commit_s, sum(job.size for job in group))
+            except Exception:  # metrics must never stop the writer
+                log.exception("on_commit callback failed")
 
-    async def _commit(self, group: list[_Job]) -> list[WriteOutcome]:
+    async def _commit_alone(self, job: _Job) -> WriteOutcome:
+        """One request in its own transaction; if the database still refuses it,
+        each of its messages alone, so only the culprit fails (``storage_rejected``).
+
+        Raises StorageUnavailable when the database is down meanwhile: the client
+        retries, and what was committed before is deduplicated then.
+        """
+        try:
+            return (await self._commit_mapped([(job.rows, job.failures)]))[0]
+        except StorageUnavailable:
+            raise
+        except Exception as exc:
+            log.warning(
+                "a request was refused by the database (%s); splitting it", type(exc).__name__
+            )
+        outcome = WriteOutcome()
+        for row in job.rows:
+            try:
+                part = (await self._commit_mapped([([row], ())]))[0]
+            except StorageUnavailable:
+                raise
+            except Exception as exc:
+                log.warning(
+                    "message refused by the database: %s",
+                    type(exc).__name__,
+                    exc_info=not is_bad_value(exc),
+                )
+                outcome.rejected.append(_rejected(row, exc))
+            else:
+                outcome.inserted += part.inserted
+                outcome.duplicates += part.duplicates
+        for failure in [*job.failures, *outcome.rejected]:
+            try:
+                await self._commit_mapped([((), [failure])])
+            except StorageUnavailable:
+                raise
+            except Exception as exc:  # reported in the response all the same
+                log.warning("failed event not stored: %s", type(exc).__name__)
+        return outcome
+
+    async def _commit_mapped(self, parts: list[_Part]) -> list[WriteOutcome]:
+        try:
+            return await self._commit(parts)
+        except Exception as exc:
+            if is_outage(exc):
+                raise StorageUnavailable(type(exc).__name__) from exc
+            raise
+
+    async def _commit(self, parts: list[_Part]) -> list[WriteOutcome]:
         # Concurrent writers (other workers, other collectors) may deadlock or
         # conflict on shared rows; the transaction was rolled back whole, so
         # running it again is safe.
         for attempt in range(_ROLLBACK_RETRIES):
             try:
-                return await self._commit_once(group)
+                return await self._commit_once(parts)
             except _ROLLED_BACK:
                 if attempt == _ROLLBACK_RETRIES - 1:
                     raise
                 log.info("transaction rolled back by a concurrent writer; retrying")
         raise AssertionError("unreachable")
 
-    async def _commit_once(self, group: list[_Job]) -> list[WriteOutcome]:
-        rows = [row for job in group for row in job.rows]
-        failures = [failure for job in group for failure in job.failures]
+    async def _commit_once(self, parts: list[_Part]) -> list[WriteOutcome]:
+        rows = [row for part_rows, _ in parts for row in part_rows]
+        failures = [failure for _, part_failures in parts for failure in part_failures]
         async with self._pool.connection() as conn, conn.transaction():
             inserted = await store_messages(conn, rows, failures, self._steps)
         outcomes = []
-        for job in group:
+        for part_rows, _ in parts:
             outcome = WriteOutcome()
-            for row in job.rows:
+            for row in part_rows:
                 key = (row.site_id, row.message_id)
                 if key in inserted:
                     inserted.discard(key)  # a second copy in the group is a duplicate
@@ -331,3 +387,32 @@ class Writer:
                     outcome.duplicates.append(row)
             outcomes.append(outcome)
         return outcomes
+
+
+_Part = tuple[Sequence[EventRow], Sequence[Failure]]
+
+
+def _resolve(job: _Job, outcome: WriteOutcome) -> None:
+    if not job.future.done():  # the request may have gone away
+        job.future.set_result(outcome)
+
+
+def _fail(job: _Job, exc: BaseException) -> None:
+    if not job.future.done():
+        job.future.set_exception(exc)
+
+
+def _rejected(row: EventRow, exc: BaseException) -> Failure:
+    """The failure recorded for a message the database refused (no value quoted)."""
+    return Failure(
+        index=row.index,
+        site_id=row.site_id,
+        message_id=row.message_id,
+        received_at=row.received_at,
+        reason=reasons.STORAGE_REJECTED,
+        errors=[
+            {"path": "", "message": f"the database refused this message ({type(exc).__name__})"}
+        ],
+        schema=row.schema,
+        raw={"messageId": row.message_id, "type": row.type, "event": row.event},
+    )
