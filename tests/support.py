@@ -18,6 +18,7 @@ import uvicorn
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from footfall.api.server import server_config
 from footfall.app import create_app
 from footfall.settings import Settings
 from footfall.storage import migrate
@@ -98,15 +99,11 @@ class ServerThread:
         self.base_url = f"http://127.0.0.1:{self.port}"
         app = create_app(settings, migrate_on_start=migrate_on_start)
         self.app = app
-        # proxy_headers=False as `footfall serve` runs it: the collector itself decides
-        # which X-Forwarded-For to believe (FOOTFALL_TRUSTED_PROXIES, api/client_ip.py).
-        config = uvicorn.Config(
-            app,
-            host="127.0.0.1",
-            port=self.port,
-            log_level="warning",
-            lifespan="on",
-            proxy_headers=False,
+        # As `footfall serve` runs it (api/server.py): header limit and timeouts, and
+        # proxy_headers=False: the collector itself decides which X-Forwarded-For to
+        # believe (FOOTFALL_TRUSTED_PROXIES, api/client_ip.py).
+        config = server_config(
+            app, settings, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)

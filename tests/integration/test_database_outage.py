@@ -26,14 +26,30 @@ def _batch(n: int = 5) -> dict:
     }
 
 
+def _preflight(http: httpx.Client) -> httpx.Response:
+    return http.options(
+        "/v1/batch",
+        headers={"Origin": "https://shop.example", "Access-Control-Request-Method": "POST"},
+    )
+
+
 def test_database_down_then_back(tmp_path: Path) -> None:
     pgdata = tmp_path / "pgdata"
     pg = pgserver.get_server(pgdata, cleanup_mode="stop")
     admin = pg.get_uri()
     acked: set[str] = set()
     with scratch_database(admin) as dsn:
-        site_id, key = make_site(dsn)
-        settings = collector_settings(dsn, demo=False, pool_timeout_s=1.0, retry_after_s=2)
+        site_id, key = make_site(dsn, allowed_origins=["https://shop.example"])
+        _, unseen_key = make_site(dsn)
+        settings = collector_settings(
+            dsn,
+            demo=False,
+            pool_timeout_s=1.0,
+            retry_after_s=2,
+            site_cache_ttl_s=1.0,
+            site_cache_negative_ttl_s=0.5,
+            admin_token="t" * 32,
+        )
         server = ServerThread(settings).start()
         try:
             http = httpx.Client(base_url=server.base_url, auth=(key, ""), timeout=30)
@@ -46,6 +62,7 @@ def test_database_down_then_back(tmp_path: Path) -> None:
                 return response
 
             assert send().status_code == 200
+            assert _preflight(http).status_code == 204
 
             pg.cleanup()  # stop PostgreSQL under the running collector
             down = [send() for _ in range(3)]
@@ -54,6 +71,25 @@ def test_database_down_then_back(tmp_path: Path) -> None:
             assert down[0].json()["error"] == "storage_unavailable"
             assert http.get("/readyz").status_code == 503
             assert http.get("/healthz").status_code == 200
+
+            # Past the site cache's lifetime, every path that needs the database
+            # answers 503 + Retry-After (never 500); what is known is served from memory.
+            time.sleep(1.5)
+            assert send().status_code == 503  # a known key: cached site, then the writer
+            unseen = http.post("/v1/batch", json=_batch(), auth=(unseen_key, ""))
+            admin = http.post(
+                "/admin/privacy/export",
+                json={"site": "x", "anonymous_id": "a"},
+                headers={"Authorization": "Bearer " + "t" * 32},
+                auth=None,
+            )
+            for response in (unseen, admin):
+                assert response.status_code == 503, response.text
+                assert response.headers["Retry-After"] == "2"
+                assert response.json()["error"] == "storage_unavailable"
+            preflight = _preflight(http)
+            assert preflight.status_code == 204  # the origins last read, kept while down
+            assert preflight.headers["access-control-allow-origin"] == "https://shop.example"
 
             restarted = pgserver.get_server(pgdata, cleanup_mode="stop")
             deadline = time.monotonic() + 30

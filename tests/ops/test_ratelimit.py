@@ -70,7 +70,6 @@ def test_ip_bucket_before_auth_and_site_override() -> None:
 def test_memory_is_bounded() -> None:
     clock = Clock()
     limiter = RateLimiter(ip=Limit.of(1, 5), max_buckets=100, clock=clock)
-    site = Site(1, "s", "k")
     for i in range(1000):
         limiter.check_ip(f"10.0.{i // 256}.{i % 256}")
     assert len(limiter) <= 100

@@ -32,8 +32,7 @@ def _dsn(settings: Settings) -> str:
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
-    import uvicorn
-
+    from footfall.api import server
     from footfall.storage import migrate
 
     settings = _settings()
@@ -66,16 +65,14 @@ def cmd_serve(args: argparse.Namespace) -> None:
     # With several workers, each writes its metrics to files in a fresh
     # directory that /metrics adds up (set before the workers are spawned).
     with metrics_dir(workers > 1):
-        uvicorn.run(
-            "footfall.app:create_app",
-            factory=True,
+        server.run(
+            settings,
             host=host,
             port=port,
             workers=workers,
             log_level=settings.log_level,
             log_config=logging_config(settings.log_level, settings.log_format),
             access_log=False,  # it logs client IPs; footfall.access logs requests without
-            proxy_headers=False,
             timeout_graceful_shutdown=30,
         )
 
