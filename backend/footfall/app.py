@@ -108,6 +108,7 @@ def create_app(settings: Settings | None = None, *, migrate_on_start: bool = Tru
         state = AppState(
             settings=settings,
             dsn=dsn,
+            read_dsn=settings.read_database_url,
             pool=pool,
             writer=writer,
             sites=SiteCache(

@@ -21,6 +21,9 @@ class Settings(BaseSettings):
     env: Literal["development", "production", "test"] = "development"
     # Also read from plain DATABASE_URL (the convention of most hosts).
     database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
+    # A streaming replica for the paths that only read (admin/CLI export, failed
+    # list): they may lag the primary by the replication delay. Unset: the primary.
+    read_database_url: str | None = None
     data_dir: Path = Path(".footfall")
     host: str = "127.0.0.1"
     port: int = 8000
@@ -106,7 +109,7 @@ class Settings(BaseSettings):
     demo: bool | None = None  # default: on with the embedded database
     log_level: str = "info"
 
-    @field_validator("database_url")
+    @field_validator("database_url", "read_database_url")
     @classmethod
     def _normalize_dsn(cls, value: str | None) -> str | None:
         """Accept postgres://, postgresql:// and SQLAlchemy's postgresql+psycopg://."""

@@ -26,10 +26,17 @@ class AppState:
     pipeline: Pipeline
     head_revision: str | None
     demo_write_key: str | None = None
+    # FOOTFALL_READ_DATABASE_URL: where the read-only paths go (a replica); else ``dsn``.
+    read_dsn: str | None = None
     rate_limiter: RateLimiter = field(default_factory=RateLimiter)
     # Privacy (issue 4): the visitor-hash salts kept loaded, the PII keys for look-ups.
     salts: SaltStore | None = None
     keyring: Keyring | None = None
+
+    @property
+    def reader_dsn(self) -> str:
+        """The DSN of the paths that only read: the replica if one is configured."""
+        return self.read_dsn or self.dsn
 
 
 def app_state(request: Request) -> AppState:

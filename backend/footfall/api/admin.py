@@ -96,11 +96,13 @@ def _site_id(conn: psycopg.Connection[Any], name: str) -> int:
     return int(row[0])
 
 
-async def _in_transaction(request: Request, work: Any) -> Any:
+async def _in_transaction(request: Request, work: Any, *, read_only: bool = False) -> Any:
+    """``work`` in one transaction; read-only work on the read replica if one is configured."""
     state = app_state(request)
+    dsn = state.reader_dsn if read_only else state.dsn
 
     def run() -> Any:
-        with psycopg.connect(state.dsn) as conn, conn.transaction():
+        with psycopg.connect(dsn) as conn, conn.transaction():
             return work(conn, state.settings)
 
     return await asyncio.to_thread(run)
@@ -118,7 +120,7 @@ async def export(body: SubjectRequest, request: Request) -> JSONResponse:
     def work(conn: psycopg.Connection[Any], settings: Settings) -> dict[str, Any]:
         return export_subject(conn, _site_id(conn, body.site), kind, value, _keyring(settings))
 
-    return JSONResponse(await _in_transaction(request, work))
+    return JSONResponse(await _in_transaction(request, work, read_only=True))
 
 
 @router.post("/erase")

@@ -31,6 +31,11 @@ def _dsn(settings: Settings) -> str:
     return resolve_database_url(settings)
 
 
+def _read_dsn(settings: Settings) -> str:
+    """Where read-only commands go: FOOTFALL_READ_DATABASE_URL (a replica), else the primary."""
+    return settings.read_database_url or _dsn(settings)
+
+
 def cmd_serve(args: argparse.Namespace) -> None:
     from footfall.api import server
     from footfall.storage import migrate
@@ -160,7 +165,7 @@ def cmd_schemas_check(args: argparse.Namespace) -> None:
 def cmd_failed_list(args: argparse.Namespace) -> None:
     from footfall.storage.failed import list_failed
 
-    for row in list_failed(_dsn(_settings()), args.status, args.limit):
+    for row in list_failed(_read_dsn(_settings()), args.status, args.limit):
         first = row["errors"][0] if row["errors"] else {}
         print(
             f"{row['id']}\t{row['site']}\t{row['received_at']:%Y-%m-%dT%H:%M:%S}\t"

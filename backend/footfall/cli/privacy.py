@@ -17,6 +17,15 @@ def _connect() -> Any:
     return psycopg.connect(_dsn(_settings()))
 
 
+def _connect_reader() -> Any:
+    """Export only reads: the replica of FOOTFALL_READ_DATABASE_URL if set."""
+    import psycopg
+
+    from footfall.cli.main import _read_dsn, _settings
+
+    return psycopg.connect(_read_dsn(_settings()))
+
+
 def _keyring() -> Any:
     from footfall.cli.main import _settings
     from footfall.pipeline.privacy import keyring_of
@@ -44,7 +53,7 @@ def cmd_export(args: argparse.Namespace) -> None:
     from footfall.storage.privacy import export_subject
 
     kind, value = _subject(args)
-    with _connect() as conn:
+    with _connect_reader() as conn:
         data = export_subject(conn, _site_id(conn, args.site), kind, value, _keyring())
     text = json.dumps(data, indent=2, sort_keys=True)
     if args.output:
