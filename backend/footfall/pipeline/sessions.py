@@ -13,6 +13,10 @@ Messages without a session id (server-side senders, and cookieless messages
 of consent mode "anonymous") get one by a 30-minute idle rule per actor (the
 anonymous id, else the user id, else the daily visitor hash): see
 :func:`assign_idle`.
+
+A session holds one person's events: on a shared device without ``reset()``,
+the events of a second user go to a session part of their own (see
+:func:`session_part`).
 """
 
 from __future__ import annotations
@@ -215,26 +219,60 @@ class SessionDelta:
 
 
 def aggregate(
-    rows: Iterable[EventRow], session_ids: dict[tuple[int, str], str] | None = None
+    rows: Iterable[EventRow],
+    session_ids: dict[tuple[int, str], str] | None = None,
+    parts: dict[tuple[int, str], str] | None = None,
 ) -> list[SessionDelta]:
     """One delta per session touched by ``rows``, sorted by key (the upsert's lock order).
 
-    ``session_ids`` gives the session of rows that came without one (keyed by
-    (site_id, message_id)); rows with neither are in no session.
+    ``session_ids`` gives the session of rows that came without one, ``parts`` the
+    session part of rows moved out of their session (:func:`session_part`), both
+    keyed by (site_id, message_id); rows with no session at all are in none.
     """
     derived = session_ids or {}
+    moved = parts or {}
     deltas: dict[tuple[int, str], SessionDelta] = {}
     for row in rows:
-        sid = row.session_id or derived.get((row.site_id, row.message_id))
+        key = (row.site_id, row.message_id)
+        part = moved.get(key)
+        sid = part or row.session_id or derived.get(key)
         if sid is None:
             continue
         delta = deltas.get((row.site_id, sid))
         if delta is None:
             delta = deltas[(row.site_id, sid)] = SessionDelta(row.site_id, sid)
-            if row.session_id is None:
+            if row.session_id is None and part is None:
                 delta.idle_key = idle_key(row)
         delta.add(row)
     return [deltas[key] for key in sorted(deltas)]
+
+
+# --- a shared device: one person per session -----------------------------------------
+
+PART_MARK = "~"
+
+
+def session_part(
+    session_id: str, user_id: str | None, user_person: int | None, device_person: int | None
+) -> str | None:
+    """The session part an event belongs to, if not ``session_id`` itself.
+
+    A session belongs to the person its device's anonymous id resolves to; an
+    event whose user id resolves to another person (a second user logged in on
+    a shared device without ``reset()``: the identity rules give them a person
+    of their own) goes to that user's part of the session,
+    ``<session id>~<first 16 hex of the hashed user id>``. So every event of a
+    session (part) resolves to the session's person, as ``analytics.events``
+    resolves it, and ``sessions``/``person_features`` count each person's own
+    events only. Decided per event, from the identity links the writer's
+    transaction has just applied, so arrival order within a commit does not
+    matter.
+    """
+    if user_id is None or user_person is None or device_person is None:
+        return None
+    if user_person == device_person:
+        return None
+    return f"{session_id}{PART_MARK}{user_id[:16]}"
 
 
 # --- the idle rule for messages without a session id ------------------------------

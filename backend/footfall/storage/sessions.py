@@ -17,6 +17,11 @@ sessions to the same actor at once take turns and the second sees the first's
 session. Their ids are derived from (site, actor, start time), so replaying the
 same messages gives the same ids. The assigned id is written to the event rows
 in the same transaction that inserted them: no committed row ever changes.
+
+Shared devices: an event of a user whose person is not the person of the
+device's anonymous id goes to that user's part of the session
+(pipeline/sessions.py, ``session_part``); its events row gets the part's id in
+the same transaction, like an idle-rule id.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from typing import Any
 
 import psycopg
 
+from footfall.pipeline.identity import ANONYMOUS, USER, IdKey
 from footfall.pipeline.sessions import (
     ASSIGNED_SESSION,
     IDLE,
@@ -39,8 +45,10 @@ from footfall.pipeline.sessions import (
     assign_idle,
     derive_session_id,
     idle_key,
+    session_part,
 )
 from footfall.pipeline.types import EventRow
+from footfall.storage.identity import resolve
 
 # Actors are hashed into this many lock buckets per site: a batch takes at most
 # this many advisory locks, whatever its size.
@@ -195,6 +203,16 @@ SET_EVENT_SESSIONS = (
     ' AND e."timestamp" = v.ts AND e.session_id IS NULL'
 )
 
+# The same for rows moved to a session part: their session id is set (as sent, or
+# just assigned by the idle rule), and is replaced in the transaction that inserted them.
+SET_EVENT_PARTS = (
+    "UPDATE events e SET session_id = v.session_id"
+    " FROM unnest(%s::int[], %s::text[], %s::timestamptz[], %s::text[])"
+    " AS v(site_id, message_id, received_at, session_id)"
+    " WHERE e.site_id = v.site_id AND e.message_id = v.message_id"
+    " AND e.received_at = v.received_at"
+)
+
 
 def _lock_key(site_id: int, key: str) -> int:
     """A signed 64-bit advisory lock key for (site, bucket of the actor)."""
@@ -268,6 +286,60 @@ async def assign_idle_sessions(
     return assigned
 
 
+async def assign_parts(
+    conn: psycopg.AsyncConnection[Any],
+    rows: Sequence[EventRow],
+    assigned: dict[tuple[int, str], str],
+) -> dict[tuple[int, str], str]:
+    """Session parts of rows whose user is not their device's person, written to events.
+
+    Runs after the identity step, so both ids of every row are linked already;
+    only rows with a session and both ids are looked at (one query per commit).
+    """
+    candidates = [
+        r
+        for r in rows
+        if r.user_id is not None
+        and r.anonymous_id is not None
+        and (r.session_id or assigned.get((r.site_id, r.message_id)))
+    ]
+    if not candidates:
+        return {}
+    keys: list[IdKey] = sorted(
+        {(r.site_id, USER, r.user_id) for r in candidates if r.user_id is not None}
+        | {(r.site_id, ANONYMOUS, r.anonymous_id) for r in candidates if r.anonymous_id}
+    )
+    async with conn.cursor() as cur:
+        persons = await resolve(cur, keys)
+        parts: dict[tuple[int, str], str] = {}
+        moved: list[EventRow] = []
+        for row in candidates:
+            assert row.user_id is not None and row.anonymous_id is not None
+            session_id = row.session_id or assigned[(row.site_id, row.message_id)]
+            user = persons.get((row.site_id, USER, row.user_id))
+            device = persons.get((row.site_id, ANONYMOUS, row.anonymous_id))
+            part = session_part(
+                session_id,
+                row.user_id,
+                user.person if user is not None else None,
+                device.person if device is not None else None,
+            )
+            if part is not None:
+                parts[(row.site_id, row.message_id)] = part
+                moved.append(row)
+        if moved:
+            await cur.execute(
+                SET_EVENT_PARTS,
+                (
+                    [r.site_id for r in moved],
+                    [r.message_id for r in moved],
+                    [r.received_at for r in moved],
+                    [parts[(r.site_id, r.message_id)] for r in moved],
+                ),
+            )
+    return parts
+
+
 async def upsert_sessions(
     conn: psycopg.AsyncConnection[Any], deltas: Sequence[SessionDelta]
 ) -> None:
@@ -281,4 +353,5 @@ async def upsert_sessions(
 async def sessions_step(conn: psycopg.AsyncConnection[Any], rows: Sequence[EventRow]) -> None:
     """Writer TxStep: keep ``sessions`` up to date with the new rows."""
     assigned = await assign_idle_sessions(conn, rows)
-    await upsert_sessions(conn, aggregate(rows, assigned))
+    parts = await assign_parts(conn, rows, assigned)
+    await upsert_sessions(conn, aggregate(rows, assigned, parts))
