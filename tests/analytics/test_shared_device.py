@@ -211,3 +211,13 @@ def test_person_events_of_a_merged_id_are_the_survivors(collector: Collector) ->
     assert len(expected) == 5
     assert events_of(merged_id) == expected == events_of(survivor)
     assert events_of(-1) == []
+
+
+def test_session_part_rule() -> None:
+    from footfall.pipeline.sessions import session_part
+
+    user = "ab" * 32
+    assert session_part("s-1", user, 2, 1) == "s-1~" + user[:16]  # another person: split
+    assert session_part("s-1", user, 1, 1) is None  # the device's own person
+    assert session_part("s-1", None, None, 1) is None  # anonymous: the device's person
+    assert session_part("s-1", user, 2, None) is None  # no device person (illegal id)

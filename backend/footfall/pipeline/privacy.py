@@ -4,7 +4,8 @@ Everything that can name a person is replaced before anything is stored:
 userId, previousId and PII traits by HMAC-SHA256(key, value) (the key id travels
 with the row, so keys can rotate); properties a schema marks
 ``"x-footfall-pii"`` are hashed, dropped or redacted; every other string has
-emails and phone numbers redacted and secret URL parameters removed; the IP is
+emails, phone numbers and IP addresses redacted and secret URL parameters removed
+(failed events too, and their error texts); the IP is
 kept only as a truncated network (or not at all) and used raw only in memory.
 A draft the consent step marked ``anonymous`` keeps no identifier at all and
 gets the cookieless daily visitor hash instead. docs/privacy.md lists every
@@ -117,7 +118,8 @@ def _looks_personal(value: str) -> bool:
 
 
 def stored_anonymous_id(value: Any, key: PiiKey) -> str:
-    """anonymousId as stored: kept (a random device id), hashed if it is an email or phone.
+    """anonymousId as stored: kept (a random device id), hashed if it is an email, a phone
+    number or an IP address.
 
     The choice depends on the value alone, so one id is always stored the same way.
     """
