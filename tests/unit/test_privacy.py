@@ -75,6 +75,8 @@ def test_anonymous_id_hashed_only_when_it_is_an_email_or_phone() -> None:
     assert stored_anonymous_id("3f1c-uuid-like", K1) == "3f1c-uuid-like"
     assert stored_anonymous_id("jo@example.com", K1) == K1.hash("jo@example.com")
     assert stored_anonymous_id("+44 20 7946 0958", K1) == K1.hash("+44 20 7946 0958")
+    assert stored_anonymous_id("203.0.113.77", K1) == K1.hash("203.0.113.77")  # no raw IPs
+    assert stored_anonymous_id("2001:db8::1", K1) == K1.hash("2001:db8::1")
     ring = keyring_of("k2", "new", [("k1", "old")])
     assert [k.key_id for k in ring.keys] == ["k2", "k1"]
     assert len(set(ring.user_hashes("u"))) == 2
