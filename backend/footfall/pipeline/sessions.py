@@ -88,14 +88,15 @@ def page_of(row: EventRow) -> str | None:
     return row.page_path or row.page_url
 
 
-# EventRow.extras key: the idle-rule session the sessions step gave a row that came
-# without a session id (the events row holds it too), for the steps after it.
+# EventRow.extras key: the session the sessions step stored a row in when that is not
+# the id it came with: the idle rule's for a row without one, or a shared device's
+# part (session_part). The events row holds it too; the steps after it read it here.
 ASSIGNED_SESSION = "assigned_session_id"
 
 
 def session_of(row: EventRow) -> str | None:
-    """The session of a stored row: its own id, else the one the idle rule assigned."""
-    return row.session_id or row.extras.get(ASSIGNED_SESSION)
+    """The session of a stored row: the one the sessions step assigned, else its own id."""
+    return row.extras.get(ASSIGNED_SESSION) or row.session_id
 
 
 # --- per-session delta -------------------------------------------------------------

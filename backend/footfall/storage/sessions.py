@@ -327,6 +327,9 @@ async def assign_parts(
             if part is not None:
                 parts[(row.site_id, row.message_id)] = part
                 moved.append(row)
+                row.extras[ASSIGNED_SESSION] = part  # for the steps after this one
+            elif row.session_id is not None:
+                row.extras.pop(ASSIGNED_SESSION, None)  # left by a rolled-back attempt
         if moved:
             await cur.execute(
                 SET_EVENT_PARTS,
@@ -350,23 +353,8 @@ async def upsert_sessions(
         await cur.execute(UPSERT_SESSIONS, _arrays(deltas))
 
 
-# Where sessions_step leaves each new row's session as stored (an idle-rule id or a
-# shared device's part), for the transaction steps after it (profiles count sessions).
-STORED_SESSION = "stored_session_id"
-
-
 async def sessions_step(conn: psycopg.AsyncConnection[Any], rows: Sequence[EventRow]) -> None:
-    """Writer TxStep: keep ``sessions`` up to date with the new rows.
-
-    Sets ``row.extras[STORED_SESSION]`` where the stored session id differs from
-    ``row.session_id`` (recomputed the same way if the transaction is retried).
-    """
+    """Writer TxStep: keep ``sessions`` up to date with the new rows."""
     assigned = await assign_idle_sessions(conn, rows)
     parts = await assign_parts(conn, rows, assigned)
-    for row in rows:
-        key = (row.site_id, row.message_id)
-        stored = parts.get(key) or assigned.get(key)
-        row.extras.pop(STORED_SESSION, None)  # from an attempt that was rolled back
-        if stored is not None and stored != row.session_id:
-            row.extras[STORED_SESSION] = stored
     await upsert_sessions(conn, aggregate(rows, assigned, parts))
