@@ -339,7 +339,8 @@ WHERE p.merged_into IS NULL
 
 # The person's site is found through ``sites`` (few rows): the keys of persons
 # lead with site_id, so each site is one probe of pk_persons and
-# ix_persons_site_id_merged_into instead of a scan of every person.
+# ix_persons_site_id_merged_into instead of a scan of every person. A merged
+# person's id is followed to its survivor first (2026-12-01-1010, issue 9 item 21).
 PERSON_EVENTS = """
 CREATE OR REPLACE FUNCTION analytics.person_events(
     p_person_id bigint, p_from timestamptz, p_to timestamptz
@@ -347,11 +348,15 @@ CREATE OR REPLACE FUNCTION analytics.person_events(
 LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    WITH ids AS (
-        SELECT i.site_id, i.kind, i.value
+    WITH target AS (
+        SELECT p.site_id, COALESCE(p.merged_into, p.id) AS person_id
         FROM public.sites s
-        JOIN public.persons p ON p.site_id = s.id
-             AND (p.id = p_person_id OR p.merged_into = p_person_id)
+        JOIN public.persons p ON p.site_id = s.id AND p.id = p_person_id
+    ), ids AS (
+        SELECT i.site_id, i.kind, i.value
+        FROM target t
+        JOIN public.persons p ON p.site_id = t.site_id
+             AND (p.id = t.person_id OR p.merged_into = t.person_id)
         JOIN public.identities i ON i.site_id = p.site_id AND i.person_id = p.id
     )
     SELECT e.* FROM ids
@@ -365,6 +370,7 @@ AS $$
 $$
 """
 
+# As 2026-12-01-1010 left it (a merged id followed to its survivor).
 OLD_PERSON_EVENTS = """
 CREATE OR REPLACE FUNCTION analytics.person_events(
     p_person_id bigint, p_from timestamptz, p_to timestamptz
@@ -376,7 +382,10 @@ AS $$
         SELECT i.site_id, i.kind, i.value
         FROM public.persons p
         JOIN public.identities i ON i.person_id = p.id
-        WHERE p.id = p_person_id OR p.merged_into = p_person_id
+        WHERE p.id = COALESCE((SELECT COALESCE(s.merged_into, s.id) FROM public.persons s
+                               WHERE s.id = p_person_id), p_person_id)
+           OR p.merged_into = COALESCE((SELECT COALESCE(s.merged_into, s.id) FROM public.persons s
+                                        WHERE s.id = p_person_id), p_person_id)
     )
     SELECT e.* FROM ids
     JOIN analytics.events e ON e.site_id = ids.site_id AND e.user_id = ids.value
