@@ -19,6 +19,7 @@ from starlette.responses import JSONResponse, Response
 from footfall import __version__
 from footfall.api import admin, health, ingest, metrics, profiles, site_assets
 from footfall.api.auth import cors_headers
+from footfall.api.openapi import describe_openapi
 from footfall.api.ratelimit import RateLimiter
 from footfall.errors import FootfallError, RejectedByDatabase, Unavailable
 from footfall.observability import RequestMiddleware
@@ -187,6 +188,7 @@ def create_app(settings: Settings | None = None, *, migrate_on_start: bool = Tru
     app.include_router(admin.router)
     app.include_router(profiles.router)
     app.include_router(site_assets.router)
+    describe_openapi(app)
     app.add_api_route(
         settings.tracker_path, site_assets.tracker_script, methods=["GET"], include_in_schema=False
     )

@@ -6,10 +6,10 @@ import asyncio
 import base64
 import binascii
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter
+from fastapi import APIRouter, Path
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -17,6 +17,7 @@ from footfall.api import metrics
 from footfall.api.auth import authenticate, cors_headers, preflight_headers
 from footfall.api.body import parse_json, read_body
 from footfall.api.client_ip import client_ip, trusted_networks
+from footfall.api.openapi import INGEST_OPENAPI, INGEST_RESPONSES
 from footfall.errors import BadRequest, Forbidden, PayloadTooLarge, Unavailable
 from footfall.pipeline.consent import LedgerView
 from footfall.pipeline.types import BatchPlan, Failure, RequestContext
@@ -168,8 +169,26 @@ async def _read(request: Request, state: AppState) -> Any:
     return parse_json(raw)
 
 
-@router.post("/v1/{kind}")
-async def ingest(kind: str, request: Request) -> Response:
+_KINDS = [*BATCH_PATHS, *SINGLE_PATHS]
+
+
+@router.post(
+    "/v1/{kind}",
+    openapi_extra=INGEST_OPENAPI,
+    responses=INGEST_RESPONSES,
+    response_class=Response,
+    summary="Ingest Segment messages",
+)
+async def ingest(
+    request: Request,
+    kind: Annotated[
+        str,
+        Path(
+            description="batch, b, import: a batch; track, page, … and t, p, …: one message",
+            json_schema_extra={"enum": _KINDS},
+        ),
+    ],
+) -> Response:
     """``/v1/batch`` (``/v1/b``, ``/v1/import``) or one message at ``/v1/{track,page,…}``."""
     state = app_state(request)
     if kind in BATCH_PATHS:
