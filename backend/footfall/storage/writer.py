@@ -295,6 +295,8 @@ class Writer:
                 try:
                     outcome = await self._commit_alone(job)
                 except Exception as alone:  # an outage (mapped) or the writer's own bug
+                    if not is_outage(alone):
+                        log.exception("writer failed on a request; answering 503")
                     _fail(job, alone if is_outage(alone) else StorageUnavailable(repr(alone)))
                 else:
                     _resolve(job, outcome)
