@@ -248,12 +248,10 @@ def _citus_keys(conn: Connection) -> None:
             f"ALTER TABLE {table} ADD CONSTRAINT {name} FOREIGN KEY (site_id, {column})"
             " REFERENCES persons (site_id, id)"
         )
-    # The look-ups by person now go with the site (co-located, and what the keys lead with).
-    conn.exec_driver_sql("DROP INDEX ix_persons_merged_into")
-    conn.exec_driver_sql(
-        "CREATE INDEX ix_persons_site_id_merged_into ON persons (site_id, merged_into)"
-        " WHERE merged_into IS NOT NULL"
-    )
+    # A person is also looked up by its id alone (analytics.person_events, which
+    # ORs it with merged_into; ids are unique across sites): the key now leads
+    # with site_id, so id needs an index of its own (not unique: Citus).
+    conn.exec_driver_sql("CREATE INDEX ix_persons_id ON persons (id)")
     conn.exec_driver_sql("DROP INDEX ix_identities_person_id")
     conn.exec_driver_sql(
         "CREATE INDEX ix_identities_site_id_person_id ON identities (site_id, person_id)"
@@ -279,10 +277,7 @@ def _global_keys(conn: Connection) -> None:
             f"ALTER TABLE {table} ADD CONSTRAINT {name} FOREIGN KEY ({column})"
             " REFERENCES persons (id)"
         )
-    conn.exec_driver_sql("DROP INDEX ix_persons_site_id_merged_into")
-    conn.exec_driver_sql(
-        "CREATE INDEX ix_persons_merged_into ON persons (merged_into) WHERE merged_into IS NOT NULL"
-    )
+    conn.exec_driver_sql("DROP INDEX ix_persons_id")
     conn.exec_driver_sql("DROP INDEX ix_identities_site_id_person_id")
     conn.exec_driver_sql("CREATE INDEX ix_identities_person_id ON identities (person_id)")
     conn.exec_driver_sql("DROP INDEX ix_person_merges_site_id_into_person")
@@ -337,10 +332,9 @@ LEFT JOIN seen ON seen.site_id = p.site_id AND seen.person_id = p.id
 WHERE p.merged_into IS NULL
 """
 
-# The person's site is found through ``sites`` (few rows): the keys of persons
-# lead with site_id, so each site is one probe of pk_persons and
-# ix_persons_site_id_merged_into instead of a scan of every person. A merged
-# person's id is followed to its survivor first (2026-12-01-1010, issue 9 item 21).
+# A merged person's id is followed to its survivor first (2026-12-01-1010, issue 9
+# item 21); the person is found through ix_persons_id, its merged persons through
+# ix_persons_merged_into, and the identities join is co-located (site_id).
 PERSON_EVENTS = """
 CREATE OR REPLACE FUNCTION analytics.person_events(
     p_person_id bigint, p_from timestamptz, p_to timestamptz
@@ -350,8 +344,8 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     WITH target AS (
         SELECT p.site_id, COALESCE(p.merged_into, p.id) AS person_id
-        FROM public.sites s
-        JOIN public.persons p ON p.site_id = s.id AND p.id = p_person_id
+        FROM public.persons p
+        WHERE p.id = p_person_id
     ), ids AS (
         SELECT i.site_id, i.kind, i.value
         FROM target t
@@ -524,9 +518,13 @@ BEGIN
         EXECUTE format('REVOKE CONNECT, TEMPORARY ON DATABASE %I FROM PUBLIC',
                        current_database());
         EXECUTE 'REVOKE CREATE ON SCHEMA public FROM PUBLIC';
+        -- Plans over many partitions with run-time parameters are costed high, so
+        -- JIT compiles them: ~0.5 s for a query that runs in 1 ms (docs/operations.md).
+        EXECUTE format('ALTER DATABASE %I SET jit = off', current_database());
     EXCEPTION WHEN insufficient_privilege THEN
-        RAISE WARNING 'CONNECT and TEMPORARY on database % not revoked from PUBLIC (% is not'
-            ' its owner): see docs/data-model.md', current_database(), current_user;
+        RAISE WARNING 'CONNECT and TEMPORARY on database % not revoked from PUBLIC, jit not'
+            ' turned off (% is not its owner): see docs/data-model.md and docs/operations.md',
+            current_database(), current_user;
     END;
 END
 $$
@@ -545,6 +543,7 @@ BEGIN
     END IF;
     BEGIN
         EXECUTE format('GRANT CONNECT, TEMPORARY ON DATABASE %I TO PUBLIC', current_database());
+        EXECUTE format('ALTER DATABASE %I RESET jit', current_database());
     EXCEPTION WHEN insufficient_privilege THEN
         NULL;
     END;

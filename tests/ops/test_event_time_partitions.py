@@ -174,6 +174,17 @@ def _count(dsn: str, sql: str) -> int:
     return int(query(dsn, sql)[0]["n"])
 
 
+def _jit_setting(dsn: str) -> list[str]:
+    """The database's own setting of jit (ALTER DATABASE … SET), if any."""
+    rows = query(
+        dsn,
+        "SELECT unnest(setconfig) AS s FROM pg_db_role_setting"
+        " WHERE setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        " AND setrole = 0",
+    )
+    return [r["s"] for r in rows if r["s"].startswith("jit=")]
+
+
 def test_migration_to_event_time_keeps_every_row(admin_dsn: str) -> None:
     """From partitions by arrival time, populated over several months, and back."""
     with scratch_database(admin_dsn) as dsn:
@@ -228,6 +239,7 @@ def test_migration_to_event_time_keeps_every_row(admin_dsn: str) -> None:
             dsn, "SELECT reloptions FROM pg_class WHERE relname = %s", (partition_name(now),)
         )
         assert "autovacuum_vacuum_insert_scale_factor=0.02" in options[0]["reloptions"]
+        assert _jit_setting(dsn) == ["jit=off"]
 
         # And back: partitions by arrival time again, the same rows and keys.
         command.downgrade(config, BEFORE)
@@ -237,6 +249,7 @@ def test_migration_to_event_time_keeps_every_row(admin_dsn: str) -> None:
         assert parts == [{"part": partition_name(now), "n": 120}]
         assert _count(dsn, "SELECT count(*) AS n FROM event_ids WHERE received_at = now()") == 0
         assert _count(dsn, "SELECT count(*) AS n FROM event_ids") == 121
+        assert _jit_setting(dsn) == []
         migrate.upgrade(dsn)
         assert _count(dsn, "SELECT count(*) AS n FROM events") == 120
         assert _count(dsn, "SELECT count(*) AS n FROM event_ids") == 121

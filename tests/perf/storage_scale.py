@@ -91,7 +91,7 @@ FROM (
     SELECT s, (s * 7919) %% %(visitors)s AS v,
            %(start)s::timestamptz
                + s * (%(seconds)s::float8 / %(sessions)s) * interval '1 second' AS t0
-    FROM generate_series(0, %(sessions)s - 1) AS s
+    FROM generate_series(0::bigint, %(sessions)s - 1) AS s
 ) AS rows
 """
 

@@ -253,7 +253,9 @@ persons = Table(
         ["persons.site_id", "persons.id"],
         name="fk_persons_merged_into_persons",
     ),
-    Index(None, "site_id", "merged_into", postgresql_where=text("merged_into IS NOT NULL")),
+    # By id alone too (ids are unique across sites): analytics.person_events.
+    Index(None, "id"),
+    Index(None, "merged_into", postgresql_where=text("merged_into IS NOT NULL")),
 )
 
 # An anonymous id (as stored in events.anonymous_id) or a hashed user id, and the
