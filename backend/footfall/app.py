@@ -7,6 +7,7 @@ Several engineers edit this file concurrently: read DEVELOPING.md at the reposit
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,7 +18,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from footfall import __version__
-from footfall.api import admin, health, ingest, metrics, profiles, site_assets
+from footfall.api import admin, health, ingest, metrics, profiles, segments, site_assets
 from footfall.api.auth import cors_headers
 from footfall.api.openapi import describe_openapi
 from footfall.api.ratelimit import RateLimiter
@@ -39,6 +40,7 @@ from footfall.storage.identity import identity_step
 from footfall.storage.outage import StorageUnavailable, is_bad_value, is_outage
 from footfall.storage.profiles import profiles_step
 from footfall.storage.salts import SaltStore, continue_visitors
+from footfall.storage.segments import SegmentsStep, Sweeper
 from footfall.storage.sessions import sessions_step
 from footfall.storage.sites import SiteCache, ensure_demo_site
 from footfall.storage.writer import TxStep, Writer
@@ -78,9 +80,16 @@ def build_pipeline(
     )
 
 
-def build_tx_steps(settings: Settings) -> list[TxStep]:
+def build_tx_steps(settings: Settings, segments_step: SegmentsStep | None = None) -> list[TxStep]:
     """What the writer does in its transaction for new rows (also used by replay)."""
-    return [record_consent, continue_visitors, identity_step, sessions_step, profiles_step]
+    return [
+        record_consent,
+        continue_visitors,
+        identity_step,
+        sessions_step,
+        profiles_step,
+        segments_step or SegmentsStep(),
+    ]
 
 
 def create_app(settings: Settings | None = None, *, migrate_on_start: bool = True) -> FastAPI:
@@ -96,12 +105,13 @@ def create_app(settings: Settings | None = None, *, migrate_on_start: bool = Tru
         pool = create_pool(dsn, settings)
         await pool.open(wait=True, timeout=30)
         geo = await asyncio.to_thread(open_geo, settings.geoip_city_db, settings.geoip_asn_db)
+        segments_step = SegmentsStep()
         writer = Writer(
             pool,
             max_batch=settings.writer_max_batch,
             linger_ms=settings.writer_linger_ms,
             queue_max=settings.writer_queue_max,
-            steps=build_tx_steps(settings),
+            steps=build_tx_steps(settings, segments_step),
             on_commit=metrics.observe_commit,
         )
         writer.start()
@@ -123,15 +133,31 @@ def create_app(settings: Settings | None = None, *, migrate_on_start: bool = Tru
             keyring=keyring_of(settings.pii_key_id, settings.pii_key, settings.previous_pii_keys),
             head_revision=migrate.head_revision(),
             rate_limiter=RateLimiter.from_settings(settings, metrics.count_rate_limited),
+            segments=segments_step,
         )
         if settings.demo_enabled:
             state.demo_write_key = await ensure_demo_site(pool)
         app.state.footfall = state
         sampler = asyncio.create_task(metrics.sample_forever(state), name="footfall-metrics")
+        sweeper = None
+        if settings.segments_sweeper:
+            sweeper = asyncio.create_task(
+                Sweeper(
+                    pool,
+                    segments_step.definitions,
+                    interval_s=settings.segments_sweep_interval_s,
+                    on_sweep=metrics.observe_sweep,
+                ).run_forever(),
+                name="footfall-segments-sweeper",
+            )
         try:
             yield
         finally:
             sampler.cancel()
+            if sweeper is not None:
+                sweeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sweeper
             await writer.close()  # commits and answers what is in flight
             await pool.close()
             if geo is not None:
@@ -187,6 +213,8 @@ def create_app(settings: Settings | None = None, *, migrate_on_start: bool = Tru
     app.include_router(health.router)
     app.include_router(admin.router)
     app.include_router(profiles.router)
+    app.include_router(segments.router)
+    app.include_router(segments.admin_router)
     app.include_router(site_assets.router)
     describe_openapi(app)
     app.add_api_route(

@@ -105,6 +105,11 @@ class Settings(BaseSettings):
     geoip_city_db: Path | None = None
     geoip_asn_db: Path | None = None
 
+    # Real-time segments (docs/segments.md): how often each collector's sweeper looks
+    # for persons whose membership changes with time alone; off: no sweeper here.
+    segments_sweeper: bool = True
+    segments_sweep_interval_s: float = Field(default=0.5, gt=0, le=60)
+
     tracker_path: str = "/a/s.js"
     demo: bool | None = None  # default: on with the embedded database
     log_level: str = "info"

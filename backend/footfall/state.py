@@ -12,6 +12,7 @@ from footfall.pipeline.privacy import Keyring
 from footfall.pipeline.process import Pipeline
 from footfall.settings import Settings
 from footfall.storage.salts import SaltStore
+from footfall.storage.segments import SegmentsStep
 from footfall.storage.sites import SiteCache
 from footfall.storage.writer import Writer
 
@@ -32,6 +33,8 @@ class AppState:
     # Privacy (issue 4): the visitor-hash salts kept loaded, the PII keys for look-ups.
     salts: SaltStore | None = None
     keyring: Keyring | None = None
+    # Segments (issue 10): the writer's step, whose definitions the pull endpoints share.
+    segments: SegmentsStep | None = None
 
     @property
     def reader_dsn(self) -> str:

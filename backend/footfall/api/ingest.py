@@ -13,7 +13,7 @@ from fastapi import APIRouter, Path
 from starlette.requests import Request
 from starlette.responses import Response
 
-from footfall.api import metrics
+from footfall.api import metrics, segments
 from footfall.api.auth import authenticate, cors_headers, preflight_headers
 from footfall.api.body import parse_json, read_body
 from footfall.api.client_ip import client_ip, trusted_networks
@@ -137,7 +137,12 @@ async def _ingest(
     metrics.count_batch(
         plan, len(outcome.inserted), len(outcome.duplicates), len(messages), outcome.rejected
     )
-    return _response_body(plan, outcome)
+    body = _response_body(plan, outcome)
+    if browser:  # the visitor's browser-exposed segments after this commit (docs/segments.md)
+        found = await segments.response_segments(state, site, messages, outcome)
+        if found is not None:
+            body["segments"] = found
+    return body
 
 
 async def _privacy_inputs(

@@ -74,6 +74,11 @@ COMMIT_MESSAGES = Histogram(
     "Messages (rows and failures) in one group commit",
     buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000),
 )
+SWEEP_LAG = Histogram(
+    "footfall_segment_sweep_lag_seconds",
+    "Segment sweeper: time from a person's due time to their evaluation",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
+)
 QUEUE_DEPTH = Gauge(
     "footfall_writer_queue_depth",
     "Messages waiting for the writer (sum over processes)",
@@ -145,6 +150,11 @@ def observe_request(route: str, method: str, status: int, seconds: float) -> Non
 def observe_commit(seconds: float, messages: int) -> None:
     COMMIT_SECONDS.observe(seconds)
     COMMIT_MESSAGES.observe(messages)
+
+
+def observe_sweep(lags: Sequence[float]) -> None:
+    for lag in lags:
+        SWEEP_LAG.observe(lag)
 
 
 async def sample_forever(state: Any, interval_s: float = 1.0) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from footfall.cli import partitions, privacy, profiles
+from footfall.cli import partitions, privacy, profiles, segments
 from footfall.settings import Settings
 
 
@@ -242,6 +242,7 @@ def parser() -> argparse.ArgumentParser:
     partitions.register(sub)
     privacy.register(sub)
     profiles.register(sub)
+    segments.register(sub)
     return root
 
 

@@ -435,4 +435,62 @@ person_sessions = Table(
     Column("device_type", Text),
     Column("utc_offset_min", Integer, nullable=False, server_default=text("0")),
     PrimaryKeyConstraint("site_id", "person_id", "session_id"),
+
+# --- segments (storage/segments.py, docs/segments.md) ----------------------------------
+
+# One row per version of a segment; the current version has retired_at NULL.
+segment_definitions = Table(
+    "segment_definitions",
+    metadata,
+    Column("site_id", Integer, ForeignKey("sites.id"), nullable=False),
+    Column("key", Text, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("rule", JSONB, nullable=False),
+    Column("expose", Text, nullable=False, server_default=text("'server'")),
+    Column("webhooks", ARRAY(Text), nullable=False, server_default=text("'{}'")),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=NOW),
+    Column("retired_at", DateTime(timezone=True)),
+    PrimaryKeyConstraint("site_id", "key", "version"),
+    CheckConstraint("expose IN ('browser', 'server')", name="expose"),
+    Index(None, "site_id", "key", unique=True, postgresql_where=text("retired_at IS NULL")),
+)
+
+# A person's window state for every active rule (pipeline/segments/evaluate.py) and
+# when the sweeper must evaluate them again without a new event. The row is also
+# the person's lock: the writer and the sweeper both hold it while evaluating.
+segment_state = Table(
+    "segment_state",
+    metadata,
+    Column("site_id", Integer, ForeignKey("sites.id"), nullable=False),
+    Column("person_id", BigInteger, nullable=False),
+    Column("state", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("due_at", DateTime(timezone=True)),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=NOW),
+    PrimaryKeyConstraint("site_id", "person_id"),
+    Index(None, "due_at", postgresql_where=text("due_at IS NOT NULL")),
+)
+
+# Entry/exit history; at most one open row (exited_at NULL) per person and segment.
+segment_memberships = Table(
+    "segment_memberships",
+    metadata,
+    Column("id", BigInteger, Identity(), nullable=False),
+    Column("site_id", Integer, ForeignKey("sites.id"), nullable=False),
+    Column("person_id", BigInteger, nullable=False),
+    Column("segment_key", Text, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("entered_at", DateTime(timezone=True), nullable=False),
+    Column("exited_at", DateTime(timezone=True)),
+    Column("exit_reason", Text),
+    PrimaryKeyConstraint("site_id", "id"),
+    CheckConstraint("exit_reason IN ('rule', 'merged', 'deleted', 'consent')", name="exit_reason"),
+    Index(
+        None,
+        "site_id",
+        "person_id",
+        "segment_key",
+        unique=True,
+        postgresql_where=text("exited_at IS NULL"),
+    ),
+    Index(None, "site_id", "segment_key", "entered_at"),
 )

@@ -1,0 +1,1008 @@
+"""Segments in PostgreSQL: definitions, per-person window state, memberships, the sweeper.
+
+The rules and their evaluation are pure (pipeline/segments/); this module is
+their SQL. Three paths evaluate a person:
+
+- the writer (:class:`SegmentsStep`, a TxStep after profiles): the persons the
+  group commit's new rows belong to, with those rows, in the same transaction
+  (so a membership is never ahead of or behind the stored events);
+- the sweeper (:class:`Sweeper`): persons whose ``segment_state.due_at`` passed,
+  i.e. whose answer changes with time alone (a window slid, an absence elapsed);
+- a definition change: every person with state is made due now, so the sweeper
+  re-evaluates them under the new version.
+
+Concurrency: the ``segment_state`` row is the person's lock. The writer takes
+it with an upsert in (site_id, person_id) order (so two collectors' commits
+cannot deadlock on each other); the sweeper takes due rows with ``FOR UPDATE
+SKIP LOCKED`` and never waits on a writer. Memberships of a person are only
+changed by whoever holds that lock, so there is never more than one open
+membership row per person and segment, whatever the number of collectors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+from footfall.pipeline.consent import LedgerEntry
+from footfall.pipeline.segments import consent as segment_consent
+from footfall.pipeline.segments.evaluate import (
+    State,
+    apply_event,
+    epoch_ms,
+    evaluate,
+    event_of,
+    leaves_of,
+    merge_states,
+    prune,
+)
+from footfall.pipeline.segments.rules import RuleError, Segment, max_horizon_ms, parse_rule
+from footfall.pipeline.types import EventRow
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+# --- definitions -------------------------------------------------------------------------
+
+
+class SegmentExists(ValueError):
+    """create: the key already has an active version."""
+
+
+class UnknownSegment(LookupError):
+    """update / show / delete: no active segment with that key."""
+
+
+ACTIVE = (
+    "SELECT site_id, key, version, rule FROM segment_definitions"
+    " WHERE site_id = ANY(%s::int[]) AND retired_at IS NULL ORDER BY site_id, key"
+)
+
+
+def _definition_row(row: Sequence[Any]) -> dict[str, Any]:
+    key, version, rule, expose, webhooks, created_at, retired_at = row
+    return {
+        "key": key,
+        "version": version,
+        "expose": expose,
+        "webhooks": list(webhooks),
+        "created_at": created_at.isoformat(),
+        "retired_at": retired_at.isoformat() if retired_at else None,
+        "rule": rule,
+    }
+
+
+_DEFINITION_COLUMNS = "key, version, rule, expose, webhooks, created_at, retired_at"
+
+
+def _insert_version(conn: psycopg.Connection[Any], site_id: int, segment: Segment) -> int:
+    row = conn.execute(
+        "SELECT coalesce(max(version), 0) + 1 FROM segment_definitions"
+        " WHERE site_id = %s AND key = %s",
+        (site_id, segment.key),
+    ).fetchone()
+    assert row is not None
+    version = int(row[0])
+    conn.execute(
+        "INSERT INTO segment_definitions (site_id, key, version, rule, expose, webhooks)"
+        " VALUES (%s, %s, %s, %s, %s, %s)",
+        (site_id, segment.key, version, Jsonb(segment.document), segment.expose,
+         list(segment.webhooks)),
+    )  # fmt: skip
+    return version
+
+
+def _lock_key(conn: psycopg.Connection[Any], site_id: int, key: str) -> None:
+    # Two admins creating or updating one key at once take turns.
+    conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, %s))", (key, site_id))
+
+
+def _reevaluate_site(conn: psycopg.Connection[Any], site_id: int) -> None:
+    """Every person with state is due now: the sweeper evaluates them under the change."""
+    conn.execute(
+        "UPDATE segment_state SET due_at = now() WHERE site_id = %s"
+        " AND (due_at IS NULL OR due_at > now())",
+        (site_id,),
+    )
+
+
+def create_segment(conn: psycopg.Connection[Any], site_id: int, document: Any) -> dict[str, Any]:
+    """A new segment (version 1, or the next number if the key was deleted before)."""
+    segment = parse_rule(document, 1)
+    _lock_key(conn, site_id, segment.key)
+    if _active_version(conn, site_id, segment.key) is not None:
+        raise SegmentExists(f"segment {segment.key!r} exists: use update")
+    version = _insert_version(conn, site_id, segment)
+    _reevaluate_site(conn, site_id)
+    return show_segment(conn, site_id, segment.key) | {"version": version}
+
+
+def update_segment(conn: psycopg.Connection[Any], site_id: int, document: Any) -> dict[str, Any]:
+    """A new version of an active segment; open memberships are re-evaluated under it."""
+    segment = parse_rule(document, 1)
+    _lock_key(conn, site_id, segment.key)
+    if _active_version(conn, site_id, segment.key) is None:
+        raise UnknownSegment(f"no segment {segment.key!r}: use create")
+    conn.execute(
+        "UPDATE segment_definitions SET retired_at = now()"
+        " WHERE site_id = %s AND key = %s AND retired_at IS NULL",
+        (site_id, segment.key),
+    )
+    version = _insert_version(conn, site_id, segment)
+    _reevaluate_site(conn, site_id)
+    return show_segment(conn, site_id, segment.key) | {"version": version}
+
+
+def _active_version(conn: psycopg.Connection[Any], site_id: int, key: str) -> int | None:
+    row = conn.execute(
+        "SELECT version FROM segment_definitions"
+        " WHERE site_id = %s AND key = %s AND retired_at IS NULL",
+        (site_id, key),
+    ).fetchone()
+    return None if row is None else int(row[0])
+
+
+def delete_segment(conn: psycopg.Connection[Any], site_id: int, key: str) -> dict[str, Any]:
+    """Retire the segment; its open memberships are closed (reason ``deleted``)."""
+    _lock_key(conn, site_id, key)
+    if _active_version(conn, site_id, key) is None:
+        raise UnknownSegment(f"no segment {key!r}")
+    conn.execute(
+        "UPDATE segment_definitions SET retired_at = now()"
+        " WHERE site_id = %s AND key = %s AND retired_at IS NULL",
+        (site_id, key),
+    )
+    closed = conn.execute(
+        "UPDATE segment_memberships SET exited_at = now(), exit_reason = 'deleted'"
+        " WHERE site_id = %s AND segment_key = %s AND exited_at IS NULL",
+        (site_id, key),
+    ).rowcount
+    return {"key": key, "deleted": True, "memberships_closed": closed}
+
+
+def list_segments(conn: psycopg.Connection[Any], site_id: int) -> list[dict[str, Any]]:
+    """Active segments with their current member counts."""
+    rows = conn.execute(
+        "SELECT d.key, d.version, d.expose, d.webhooks, d.created_at,"
+        " (SELECT count(*) FROM segment_memberships m WHERE m.site_id = d.site_id"
+        "  AND m.segment_key = d.key AND m.exited_at IS NULL)"
+        " FROM segment_definitions d WHERE d.site_id = %s AND d.retired_at IS NULL"
+        " ORDER BY d.key",
+        (site_id,),
+    ).fetchall()
+    return [
+        {
+            "key": key,
+            "version": version,
+            "expose": expose,
+            "webhooks": list(webhooks),
+            "created_at": created_at.isoformat(),
+            "members": members,
+        }
+        for key, version, expose, webhooks, created_at, members in rows
+    ]
+
+
+def show_segment(conn: psycopg.Connection[Any], site_id: int, key: str) -> dict[str, Any]:
+    """The active version, every version's history, and the member count."""
+    rows = conn.execute(
+        f"SELECT {_DEFINITION_COLUMNS} FROM segment_definitions"
+        " WHERE site_id = %s AND key = %s ORDER BY version",
+        (site_id, key),
+    ).fetchall()
+    active = [r for r in rows if r[6] is None]
+    if not active:
+        raise UnknownSegment(f"no segment {key!r}")
+    members = conn.execute(
+        "SELECT count(*) FROM segment_memberships"
+        " WHERE site_id = %s AND segment_key = %s AND exited_at IS NULL",
+        (site_id, key),
+    ).fetchone()
+    return _definition_row(active[0]) | {
+        "members": members[0] if members else 0,
+        "versions": [{"version": r[1], "created_at": r[5].isoformat(),
+                      "retired_at": r[6].isoformat() if r[6] else None} for r in rows],
+    }  # fmt: skip
+
+
+# --- the compiled definitions a collector evaluates with --------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SiteSegments:
+    """A site's active segments, compiled."""
+
+    segments: tuple[Segment, ...]
+
+    @property
+    def leaves(self) -> list[Any]:
+        return leaves_of(self.segments)
+
+    @property
+    def browser_keys(self) -> frozenset[str]:
+        return frozenset(s.key for s in self.segments if s.browser)
+
+    @property
+    def uses_profile(self) -> bool:
+        return any(s.uses_profile for s in self.segments)
+
+
+class Definitions:
+    """Active definitions read in the caller's transaction, compiled once per version.
+
+    Versions are immutable, so the compiled form is kept by (site, key, version);
+    which versions are active is read on every call (one indexed query).
+    """
+
+    MAX_COMPILED = 10_000
+
+    def __init__(self) -> None:
+        self._compiled: dict[tuple[int, str, int], Segment] = {}
+        # site -> (has browser-exposed segments, monotonic time learnt)
+        self.browser_sites: dict[int, tuple[bool, float]] = {}
+
+    async def active(
+        self, conn: psycopg.AsyncConnection[Any], site_ids: Iterable[int]
+    ) -> dict[int, SiteSegments]:
+        sites = sorted(set(site_ids))
+        async with conn.cursor() as cur:
+            await cur.execute(ACTIVE, (sites,))
+            rows = await cur.fetchall()
+        by_site: dict[int, list[Segment]] = defaultdict(list)
+        for site_id, key, version, rule in rows:
+            compiled = self._compiled.get((site_id, key, version))
+            if compiled is None:
+                try:
+                    compiled = parse_rule(rule, version)
+                except RuleError:
+                    log.exception(
+                        "stored segment %s v%d of site %d is invalid", key, version, site_id
+                    )
+                    continue
+                if len(self._compiled) >= self.MAX_COMPILED:
+                    self._compiled.clear()
+                self._compiled[(site_id, key, version)] = compiled
+            by_site[site_id].append(compiled)
+        now = time.monotonic()
+        out = {site: SiteSegments(tuple(segments)) for site, segments in by_site.items()}
+        for site in sites:
+            self.browser_sites[site] = (bool(site in out and out[site].browser_keys), now)
+        return out
+
+
+# --- persons, profiles, consent ----------------------------------------------------------
+
+# The person of a row: its user id's person if that id is known, else its anonymous
+# id's, following merges (the same rule as analytics.events).
+PERSONS_OF = (
+    "SELECT q.site_id, q.message_id,"
+    " COALESCE(pu.merged_into, pu.id, pa.merged_into, pa.id)"
+    " FROM unnest(%s::int[], %s::text[], %s::text[], %s::text[]) AS q(site_id, message_id, a, u)"
+    " LEFT JOIN identities iu ON iu.site_id = q.site_id AND iu.kind = 'user' AND iu.value = q.u"
+    " LEFT JOIN persons pu ON pu.id = iu.person_id"
+    " LEFT JOIN identities ia ON ia.site_id = q.site_id AND ia.kind = 'anonymous'"
+    "  AND ia.value = q.a"
+    " LEFT JOIN persons pa ON pa.id = ia.person_id"
+)
+
+
+async def persons_of(
+    conn: psycopg.AsyncConnection[Any], rows: Sequence[EventRow]
+) -> dict[tuple[int, str], int]:
+    """(site_id, message_id) -> canonical person, for rows that have one.
+
+    Until storage/profiles.py provides it (issue 10 contract), the query lives here.
+    """
+    rows = [r for r in rows if r.anonymous_id is not None or r.user_id is not None]
+    if not rows:
+        return {}
+    async with conn.cursor() as cur:
+        await cur.execute(
+            PERSONS_OF,
+            (
+                [r.site_id for r in rows],
+                [r.message_id for r in rows],
+                [r.anonymous_id for r in rows],
+                [r.user_id for r in rows],
+            ),
+        )
+        return {(s, m): int(p) for s, m, p in await cur.fetchall() if p is not None}
+
+
+# The profile attributes rules may test (rules.PROFILE_ATTRIBUTES), from sessions,
+# until storage/profiles.py's load_profiles (issue 10 contract) replaces it.
+PROFILES = """
+WITH ids AS (
+  SELECT q.person, i.kind, i.value FROM unnest(%(persons)s::bigint[]) AS q(person)
+  JOIN persons p ON p.id = q.person OR p.merged_into = q.person
+  JOIN identities i ON i.person_id = p.id AND i.site_id = %(site)s
+), s AS (
+  SELECT DISTINCT ids.person, s.* FROM ids JOIN sessions s ON s.site_id = %(site)s
+   AND ((ids.kind = 'anonymous' AND s.anonymous_id = ids.value)
+     OR (ids.kind = 'user' AND s.user_id = ids.value))
+)
+SELECT q.person, p.is_identified, count(s.session_id), coalesce(sum(s.engaged_ms), 0),
+  coalesce(sum(s.event_count), 0), coalesce(sum(s.page_count), 0),
+  (array_agg(s.device_type ORDER BY s.last_event_at DESC)
+     FILTER (WHERE s.device_type IS NOT NULL))[1],
+  (array_agg(s.geo_country ORDER BY s.last_event_at DESC)
+     FILTER (WHERE s.geo_country IS NOT NULL))[1],
+  (array_agg(s.utm_source ORDER BY s.first_event_at) FILTER (WHERE s.utm_source IS NOT NULL))[1],
+  (array_agg(s.utm_medium ORDER BY s.first_event_at) FILTER (WHERE s.utm_medium IS NOT NULL))[1],
+  (array_agg(s.utm_campaign ORDER BY s.first_event_at)
+     FILTER (WHERE s.utm_campaign IS NOT NULL))[1],
+  (array_agg(s.exit_page ORDER BY s.last_event_at DESC) FILTER (WHERE s.exit_page IS NOT NULL))[1]
+FROM unnest(%(persons)s::bigint[]) AS q(person)
+JOIN persons p ON p.id = q.person
+LEFT JOIN s ON s.person = q.person
+GROUP BY q.person, p.is_identified
+"""
+
+
+async def load_profiles(
+    conn: psycopg.AsyncConnection[Any], site_id: int, persons: Sequence[int]
+) -> dict[int, dict[str, Any]]:
+    """The rule-visible profile attributes of persons (see PROFILES)."""
+    if not persons:
+        return {}
+    async with conn.cursor() as cur:
+        await cur.execute(PROFILES, {"site": site_id, "persons": list(persons)})
+        found = await cur.fetchall()
+    return dict(_profile(row) for row in found)
+
+
+def _profile(row: Sequence[Any]) -> tuple[int, dict[str, Any]]:
+    person, identified, sessions, engaged, events, pages = row[:6]
+    device, country, source, medium, campaign, last_page = row[6:]
+    return int(person), {
+        "identified": bool(identified),
+        "sessions": int(sessions),
+        "engaged_ms": int(engaged),
+        "events": int(events),
+        "pages": int(pages),
+        "device_type": device,
+        "country": country,
+        "utm_source": source,
+        "utm_medium": medium,
+        "utm_campaign": campaign,
+        "last_page_path": last_page,
+    }
+
+
+# The latest ledger decision naming personalization, per anonymous id and user id.
+PERSONALIZATION = """
+SELECT 'a', anonymous_id, %(purpose)s = ANY(granted) FROM (
+  SELECT DISTINCT ON (anonymous_id) anonymous_id, granted FROM consent_log
+  WHERE site_id = %(site)s AND anonymous_id = ANY(%(anonymous)s::text[])
+    AND (%(purpose)s = ANY(granted) OR %(purpose)s = ANY(denied))
+  ORDER BY anonymous_id, decided_at DESC, id DESC) a
+UNION ALL
+SELECT 'u', user_id, %(purpose)s = ANY(granted) FROM (
+  SELECT DISTINCT ON (user_id) user_id, granted FROM consent_log
+  WHERE site_id = %(site)s AND user_id = ANY(%(users)s::text[])
+    AND (%(purpose)s = ANY(granted) OR %(purpose)s = ANY(denied))
+  ORDER BY user_id, decided_at DESC, id DESC) u
+"""
+
+
+async def _ledger_decisions(
+    conn: psycopg.AsyncConnection[Any], site_id: int, rows: Sequence[EventRow]
+) -> dict[tuple[str, str], bool]:
+    anonymous = sorted({r.anonymous_id for r in rows if r.anonymous_id})
+    users = sorted({r.user_id for r in rows if r.user_id})
+    async with conn.cursor() as cur:
+        await cur.execute(
+            PERSONALIZATION,
+            {
+                "site": site_id,
+                "anonymous": anonymous,
+                "users": users,
+                "purpose": segment_consent.PURPOSE,
+            },
+        )
+        return {(kind, subject): bool(granted) for kind, subject, granted in await cur.fetchall()}
+
+
+RESOLVE_IDS = (
+    "SELECT DISTINCT COALESCE(p.merged_into, p.id) FROM identities i"
+    " JOIN persons p ON p.id = i.person_id"
+    " WHERE i.site_id = %s AND ((i.kind = 'anonymous' AND i.value = ANY(%s::text[]))"
+    "  OR (i.kind = 'user' AND i.value = ANY(%s::text[])))"
+)
+
+
+# --- memberships --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MembershipChange:
+    """A person entered or left a segment (what webhooks announce)."""
+
+    site_id: int
+    person_id: int
+    segment_key: str
+    version: int
+    kind: str  # "entered" | "exited"
+    at: datetime
+    membership_id: int
+    webhooks: tuple[str, ...]
+
+    @property
+    def event_type(self) -> str:
+        return f"segment.{self.kind}"
+
+    @property
+    def message_id(self) -> str:
+        """Stable per change, so a retried transaction never announces it twice."""
+        return f"seg_{self.site_id}_{self.membership_id}_{self.kind}"
+
+
+# The seams to webhooks (issue 10, part 5): called in the same transaction as the
+# change. ``on_membership_changes`` gets every entry and exit; ``on_persons_removed``
+# the persons whose memberships consent withdrawal or erasure removed.
+ChangesHook = Callable[[psycopg.AsyncConnection[Any], Sequence[MembershipChange]], Awaitable[None]]
+RemovedHook = Callable[[psycopg.AsyncConnection[Any], int, Sequence[int]], Awaitable[None]]
+
+
+async def on_membership_changes(
+    conn: psycopg.AsyncConnection[Any], changes: Sequence[MembershipChange]
+) -> None:
+    """Seam for the webhook outbox: enqueue ``segment.entered`` / ``segment.exited``.
+
+    Not wired yet (storage/webhooks.py is issue 10 part 5): the lead connects it
+    to ``webhooks.enqueue(conn, site_id, change.webhooks, change.event_type,
+    data, change.message_id)``.
+    """
+
+
+async def on_persons_removed(
+    conn: psycopg.AsyncConnection[Any], site_id: int, persons: Sequence[int]
+) -> None:
+    """Seam for the webhook outbox: ``webhooks.cancel_for_person`` for each person."""
+
+
+OPEN_MEMBERSHIPS = (
+    "SELECT person_id, segment_key, version, id FROM segment_memberships"
+    " WHERE site_id = %s AND person_id = ANY(%s::bigint[]) AND exited_at IS NULL"
+)
+ENTER = (
+    "INSERT INTO segment_memberships (site_id, person_id, segment_key, version, entered_at)"
+    " SELECT %s, * FROM unnest(%s::bigint[], %s::text[], %s::int[], %s::timestamptz[])"
+    " ON CONFLICT DO NOTHING RETURNING person_id, segment_key, version, id"
+)
+EXIT = (
+    "UPDATE segment_memberships SET exited_at = %s, exit_reason = %s"
+    " WHERE site_id = %s AND id = ANY(%s::bigint[]) AND exited_at IS NULL"
+)
+LOCK_STATES = (
+    "INSERT INTO segment_state (site_id, person_id)"
+    " SELECT * FROM unnest(%s::int[], %s::bigint[]) AS q(s, p) ORDER BY s, p"
+    " ON CONFLICT (site_id, person_id) DO UPDATE SET updated_at = now()"
+    " RETURNING site_id, person_id, state, due_at"
+)
+SAVE_STATES = (
+    "UPDATE segment_state s SET state = u.state, due_at = u.due, updated_at = now()"
+    " FROM unnest(%s::int[], %s::bigint[], %s::jsonb[], %s::timestamptz[]) AS u(site, person,"
+    " state, due) WHERE s.site_id = u.site AND s.person_id = u.person"
+)
+MERGED_AWAY = (
+    "SELECT s.site_id, s.person_id, p.merged_into FROM segment_state s"
+    " JOIN persons p ON p.id = s.person_id"
+    " WHERE p.merged_into = ANY(%s::bigint[]) AND s.site_id = ANY(%s::int[])"
+)
+
+
+@dataclass(slots=True)
+class _Person:
+    site_id: int
+    person_id: int
+    state: State
+    due_at: datetime | None
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _due(next_ms: int | None) -> datetime | None:
+    return None if next_ms is None else datetime.fromtimestamp(next_ms / 1000, UTC)
+
+
+async def _evaluate_people(
+    conn: psycopg.AsyncConnection[Any],
+    sites: Mapping[int, SiteSegments],
+    people: Sequence[_Person],
+    now: datetime,
+    on_changes: ChangesHook,
+) -> dict[tuple[int, int], list[str]]:
+    """Apply events, evaluate, save state and memberships; the caller holds the locks.
+
+    Returns every evaluated person's current memberships (segment keys).
+    """
+    now_ms = epoch_ms(now)
+    by_site: dict[int, list[_Person]] = defaultdict(list)
+    for person in people:
+        by_site[person.site_id].append(person)
+    current: dict[tuple[int, int], list[str]] = {}
+    changes: list[MembershipChange] = []
+    saves: list[tuple[int, int, Jsonb, datetime | None]] = []
+    for site_id, persons in sorted(by_site.items()):
+        site = sites.get(site_id, SiteSegments(()))
+        leaves = site.leaves
+        ids = [p.person_id for p in persons]
+        profiles = await load_profiles(conn, site_id, ids) if site.uses_profile else {}
+        async with conn.cursor() as cur:
+            await cur.execute(OPEN_MEMBERSHIPS, (site_id, ids))
+            open_rows = await cur.fetchall()
+        memberships: dict[int, dict[str, tuple[int, int]]] = defaultdict(dict)
+        for person_id, key, version, membership_id in open_rows:
+            memberships[person_id][key] = (version, membership_id)
+        entering: list[tuple[int, str, int]] = []
+        leaving: list[int] = []
+        leaving_info: list[tuple[int, str, int, int]] = []
+        webhooks = {s.key: s.webhooks for s in site.segments}
+        for person in persons:
+            state = prune(person.state, leaves, now_ms)
+            for event in sorted(person.events, key=lambda e: e["t"]):
+                apply_event(state, leaves, event, now_ms)
+            due_ms: int | None = None
+            mine = memberships.get(person.person_id, {})
+            keys = []
+            for segment in site.segments:
+                verdict = evaluate(segment, state, profiles.get(person.person_id), now_ms)
+                if verdict.next_ms is not None:
+                    due_ms = verdict.next_ms if due_ms is None else min(due_ms, verdict.next_ms)
+                if verdict.member:
+                    keys.append(segment.key)
+                    if segment.key not in mine:
+                        entering.append((person.person_id, segment.key, segment.version))
+                elif segment.key in mine:
+                    version, membership_id = mine[segment.key]
+                    leaving.append(membership_id)
+                    leaving_info.append((person.person_id, segment.key, version, membership_id))
+            current[(site_id, person.person_id)] = keys
+            saves.append((site_id, person.person_id, Jsonb(state), _due(due_ms)))
+        async with conn.cursor() as cur:
+            if leaving:
+                await cur.execute(EXIT, (now, "rule", site_id, leaving))
+                changes.extend(
+                    MembershipChange(site_id, p, k, v, "exited", now, m, webhooks.get(k, ()))
+                    for p, k, v, m in leaving_info
+                )
+            if entering:
+                await cur.execute(
+                    ENTER,
+                    (
+                        site_id,
+                        [e[0] for e in entering],
+                        [e[1] for e in entering],
+                        [e[2] for e in entering],
+                        [now] * len(entering),
+                    ),
+                )
+                changes.extend(
+                    MembershipChange(site_id, p, k, v, "entered", now, m, webhooks.get(k, ()))
+                    for p, k, v, m in await cur.fetchall()
+                )
+    if saves:
+        async with conn.cursor() as cur:
+            await cur.execute(
+                SAVE_STATES,
+                (
+                    [s[0] for s in saves],
+                    [s[1] for s in saves],
+                    [s[2] for s in saves],
+                    [s[3] for s in saves],
+                ),
+            )
+    if changes:
+        await on_changes(conn, changes)
+    return current
+
+
+async def _lock(
+    conn: psycopg.AsyncConnection[Any], keys: Iterable[tuple[int, int]]
+) -> dict[tuple[int, int], _Person]:
+    ordered = sorted(set(keys))
+    async with conn.cursor() as cur:
+        await cur.execute(LOCK_STATES, ([k[0] for k in ordered], [k[1] for k in ordered]))
+        return {
+            (s, p): _Person(s, p, state or {}, due) for s, p, state, due in await cur.fetchall()
+        }
+
+
+async def forget_persons(
+    conn: psycopg.AsyncConnection[Any],
+    site_id: int,
+    persons: Sequence[int],
+    on_removed: RemovedHook = on_persons_removed,
+) -> int:
+    """Consent withdrawal: delete the persons' memberships (history included) and state."""
+    if not persons:
+        return 0
+    async with conn.cursor() as cur:
+        await cur.execute(
+            "DELETE FROM segment_memberships WHERE site_id = %s AND person_id = ANY(%s::bigint[])",
+            (site_id, list(persons)),
+        )
+        removed = cur.rowcount
+        await cur.execute(
+            "DELETE FROM segment_state WHERE site_id = %s AND person_id = ANY(%s::bigint[])",
+            (site_id, list(persons)),
+        )
+    await on_removed(conn, site_id, persons)
+    return removed
+
+
+async def _fold_merged(
+    conn: psycopg.AsyncConnection[Any],
+    locked: dict[tuple[int, int], _Person],
+    sources: Sequence[tuple[int, int, int]],
+) -> None:
+    """Persons merged into others: their state joins the survivor's, their open
+    memberships move to it (unless it has one already), their rows go."""
+    for site_id, source, target in sources:
+        merged_away = locked.pop((site_id, source), None)
+        survivor = locked.get((site_id, target))
+        if merged_away is None or survivor is None:
+            continue
+        survivor.state = merge_states(survivor.state, merged_away.state)
+        async with conn.cursor() as cur:
+            await cur.execute(
+                "UPDATE segment_memberships m SET person_id = %s"
+                " WHERE m.site_id = %s AND m.person_id = %s AND m.exited_at IS NULL"
+                " AND NOT EXISTS (SELECT 1 FROM segment_memberships o WHERE o.site_id = m.site_id"
+                "  AND o.person_id = %s AND o.segment_key = m.segment_key AND o.exited_at IS NULL)",
+                (target, site_id, source, target),
+            )
+            await cur.execute(
+                "UPDATE segment_memberships SET exited_at = now(), exit_reason = 'merged'"
+                " WHERE site_id = %s AND person_id = %s AND exited_at IS NULL",
+                (site_id, source),
+            )
+            await cur.execute(
+                "DELETE FROM segment_state WHERE site_id = %s AND person_id = %s",
+                (site_id, source),
+            )
+
+
+SEGMENTS_EXTRA = "segments"  # EventRow.extras: the row's person's browser-exposed segments
+
+
+class SegmentsStep:
+    """Writer TxStep (after profiles): evaluate the persons the new rows belong to."""
+
+    def __init__(
+        self,
+        definitions: Definitions | None = None,
+        *,
+        clock: Clock = utc_now,
+        on_changes: ChangesHook = on_membership_changes,
+        on_removed: RemovedHook = on_persons_removed,
+    ) -> None:
+        self.definitions = definitions or Definitions()
+        self.clock = clock
+        self.on_changes = on_changes
+        self.on_removed = on_removed
+
+    async def __call__(self, conn: psycopg.AsyncConnection[Any], rows: Sequence[EventRow]) -> None:
+        sites = await self.definitions.active(conn, {r.site_id for r in rows})
+        rows = [r for r in rows if r.site_id in sites]
+        if not rows:
+            return
+        now = self.clock()
+        persons = await persons_of(conn, rows)
+        stop: dict[int, set[int]] = defaultdict(set)  # site -> persons not to evaluate
+        for site_id in sorted({r.site_id for r in rows}):
+            site_rows = [r for r in rows if r.site_id == site_id]
+            stop[site_id] |= await self._withdrawn(conn, site_id, site_rows, persons)
+        wanted: dict[tuple[int, int], list[dict[str, Any]]] = defaultdict(list)
+        for row in rows:
+            person = persons.get((row.site_id, row.message_id))
+            if person is not None and person not in stop[row.site_id]:
+                wanted[(row.site_id, person)].append(event_of(row))
+        merged: list[tuple[int, int, int]] = []
+        if any(r.user_id for r in rows) and wanted:
+            async with conn.cursor() as cur:
+                await cur.execute(
+                    MERGED_AWAY,
+                    (sorted({p for _, p in wanted}), sorted({s for s, _ in wanted})),
+                )
+                merged = [(s, p, into) for s, p, into in await cur.fetchall()]
+        gone = [(s, p) for s, persons_ in stop.items() for p in persons_]
+        locked = await _lock(conn, [*wanted, *((s, p) for s, p, _ in merged), *gone])
+        for site_id, persons_ in stop.items():
+            if persons_:
+                await forget_persons(conn, site_id, sorted(persons_), self.on_removed)
+        await _fold_merged(conn, locked, merged)
+        for key, events in wanted.items():
+            locked[key].events = events
+        current = await _evaluate_people(
+            conn, sites, [locked[k] for k in wanted], now, self.on_changes
+        )
+        for row in rows:
+            browser = sites[row.site_id].browser_keys
+            if browser:
+                person = persons.get((row.site_id, row.message_id))
+                keys = current.get((row.site_id, person), []) if person is not None else []
+                row.extras[SEGMENTS_EXTRA] = sorted(k for k in keys if k in browser)
+
+    async def _withdrawn(
+        self,
+        conn: psycopg.AsyncConnection[Any],
+        site_id: int,
+        rows: Sequence[EventRow],
+        persons: Mapping[tuple[int, str], int],
+    ) -> set[int]:
+        """Persons of this commit who may not be evaluated (pipeline/segments/consent.py)."""
+        out: set[int] = set()
+        anonymous: set[str] = set()
+        users: set[str] = set()
+        for row in rows:
+            entry = row.extras.get("consent")
+            if isinstance(entry, LedgerEntry) and segment_consent.withdraws(entry):
+                if entry.anonymous_id:
+                    anonymous.add(entry.anonymous_id)
+                if entry.user_id:
+                    users.add(entry.user_id)
+        if anonymous or users:
+            async with conn.cursor() as cur:
+                await cur.execute(RESOLVE_IDS, (site_id, sorted(anonymous), sorted(users)))
+                out |= {int(p) for (p,) in await cur.fetchall()}
+        identified = [r for r in rows if (r.site_id, r.message_id) in persons]
+        if not identified:
+            return out
+        ledger = await _ledger_decisions(conn, site_id, identified)
+        for row in identified:
+            decisions = [
+                ledger.get(("a", row.anonymous_id)) if row.anonymous_id else None,
+                ledger.get(("u", row.user_id)) if row.user_id else None,
+            ]
+            said = False if False in decisions else True if True in decisions else None
+            if not segment_consent.may_evaluate(segment_consent.claimed(row.context), said):
+                out.add(persons[(row.site_id, row.message_id)])
+        return out
+
+
+# --- the sweeper ----------------------------------------------------------------------------
+
+DUE = (
+    "SELECT site_id, person_id, state, due_at FROM segment_state"
+    " WHERE due_at <= %s ORDER BY due_at LIMIT %s FOR UPDATE SKIP LOCKED"
+)
+
+
+async def sweep_once(
+    conn: psycopg.AsyncConnection[Any],
+    definitions: Definitions,
+    now: datetime,
+    *,
+    limit: int = 500,
+    on_changes: ChangesHook = on_membership_changes,
+) -> list[float]:
+    """Evaluate persons whose due time passed (caller's transaction); their lags in seconds."""
+    async with conn.cursor() as cur:
+        await cur.execute(DUE, (now, limit))
+        found = await cur.fetchall()
+    if not found:
+        return []
+    people = [_Person(s, p, state or {}, due) for s, p, state, due in found]
+    sites = await definitions.active(conn, {p.site_id for p in people})
+    await _evaluate_people(conn, sites, people, now, on_changes)
+    return [max(0.0, (now - p.due_at).total_seconds()) for p in people if p.due_at is not None]
+
+
+class Sweeper:
+    """One per collector process; any number run at once (SKIP LOCKED)."""
+
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        definitions: Definitions,
+        *,
+        interval_s: float = 0.5,
+        batch: int = 500,
+        clock: Clock = utc_now,
+        on_changes: ChangesHook = on_membership_changes,
+        on_sweep: Callable[[Sequence[float]], None] | None = None,
+    ) -> None:
+        self._pool = pool
+        self._definitions = definitions
+        self._interval = interval_s
+        self._batch = batch
+        self._clock = clock
+        self._on_changes = on_changes
+        self._on_sweep = on_sweep
+        self.swept = 0
+        self.last_lag_s = 0.0
+
+    async def run_once(self) -> int:
+        async with self._pool.connection() as conn, conn.transaction():
+            lags = await sweep_once(
+                conn,
+                self._definitions,
+                self._clock(),
+                limit=self._batch,
+                on_changes=self._on_changes,
+            )
+        if lags:
+            self.swept += len(lags)
+            self.last_lag_s = max(lags)
+            if self._on_sweep is not None:
+                self._on_sweep(lags)
+        return len(lags)
+
+    async def run_forever(self) -> None:
+        while True:
+            try:
+                done = await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # The database may be away; the due rows stay and are swept later.
+                log.warning("segment sweep failed", exc_info=True)
+                done = 0
+            if done < self._batch:
+                await asyncio.sleep(self._interval)
+
+
+# --- reads: the browser, the profile endpoint, dry runs -----------------------------------
+
+EXPOSED_FOR_ANONYMOUS = (
+    "SELECT DISTINCT m.segment_key FROM identities i"
+    " JOIN persons p ON p.id = i.person_id"
+    " JOIN segment_memberships m ON m.site_id = i.site_id"
+    "  AND m.person_id = COALESCE(p.merged_into, p.id) AND m.exited_at IS NULL"
+    " JOIN segment_definitions d ON d.site_id = m.site_id AND d.key = m.segment_key"
+    "  AND d.retired_at IS NULL AND d.expose = 'browser'"
+    " WHERE i.site_id = %s AND i.kind = 'anonymous' AND i.value = ANY(%s::text[])"
+    " ORDER BY 1"
+)
+HAS_BROWSER = (
+    "SELECT EXISTS (SELECT 1 FROM segment_definitions WHERE site_id = %s"
+    " AND retired_at IS NULL AND expose = 'browser')"
+)
+
+BROWSER_SITES_TTL_S = 5.0
+
+
+async def exposed_segments(
+    pool: AsyncConnectionPool,
+    definitions: Definitions,
+    site_id: int,
+    stored_anonymous_ids: Sequence[str],
+) -> list[str] | None:
+    """The browser-exposed segments of an anonymous id's person; None if the site has none."""
+    known = definitions.browser_sites.get(site_id)
+    async with pool.connection() as conn, conn.cursor() as cur:
+        if known is None or time.monotonic() - known[1] > BROWSER_SITES_TTL_S:
+            await cur.execute(HAS_BROWSER, (site_id,))
+            row = await cur.fetchone()
+            known = (bool(row and row[0]), time.monotonic())
+            definitions.browser_sites[site_id] = known
+        if not known[0]:
+            return None
+        await cur.execute(EXPOSED_FOR_ANONYMOUS, (site_id, list(stored_anonymous_ids)))
+        return [key for (key,) in await cur.fetchall()]
+
+
+def memberships_of(conn: psycopg.Connection[Any], site_id: int, person_id: int) -> list[dict]:
+    """A person's current segments, every exposure (for the secret-key profile endpoint)."""
+    rows = conn.execute(
+        "SELECT m.segment_key, m.version, m.entered_at, d.expose FROM segment_memberships m"
+        " JOIN segment_definitions d ON d.site_id = m.site_id AND d.key = m.segment_key"
+        "  AND d.retired_at IS NULL"
+        " WHERE m.site_id = %s AND m.person_id = %s AND m.exited_at IS NULL ORDER BY 1",
+        (site_id, person_id),
+    ).fetchall()
+    return [
+        {"key": k, "version": v, "entered_at": at.isoformat(), "expose": expose}
+        for k, v, at, expose in rows
+    ]
+
+
+_EVENT_SELECT = (
+    "SELECT person_id, type, event, page_path, page_url, page_title, page_referrer, page_search,"
+    " utm_source, utm_medium, utm_campaign, utm_term, utm_content, device_type, browser_name,"
+    " os_name, geo_country, geo_region, geo_city, locale, timezone, library_name, properties,"
+    ' "timestamp" FROM analytics.events WHERE site_id = %s AND "timestamp" >= %s'
+    " AND person_id IS NOT NULL"
+)
+
+
+def recompute(
+    conn: psycopg.Connection[Any],
+    site_id: int,
+    segments: Sequence[Segment],
+    now: datetime,
+    *,
+    since: datetime | None = None,
+    person: int | None = None,
+) -> dict[int, set[str]]:
+    """Memberships at ``now`` computed from stored events alone (dry runs and tests).
+
+    Reads every event of the site since ``since`` (default: as far back as the
+    segments can see) through ``analytics.events``' person, builds window
+    state with the same pure functions as ingest, and evaluates.
+    """
+    horizon = max((max_horizon_ms(s) for s in segments), default=0)
+    start = since or now - timedelta(milliseconds=horizon)
+    leaves = leaves_of(segments)
+    now_ms = epoch_ms(now)
+    states: dict[int, State] = defaultdict(dict)
+    sql = _EVENT_SELECT + (" AND person_id = %s" if person is not None else "")
+    params: tuple[Any, ...] = (site_id, start) + ((person,) if person is not None else ())
+    with conn.cursor(name="segments_recompute") as cur:
+        cur.itersize = 5000
+        cur.execute(sql, params)
+        for record in cur:
+            names = (
+                "type", "event", "page_path", "page_url", "page_title", "page_referrer",
+                "page_search", "utm_source", "utm_medium", "utm_campaign", "utm_term",
+                "utm_content", "device_type", "browser_name", "os_name", "geo_country",
+                "geo_region", "geo_city", "locale", "timezone", "library_name", "properties",
+                "timestamp",
+            )  # fmt: skip
+            event = event_of(dict(zip(names, record[1:], strict=True)))
+            apply_event(states[int(record[0])], leaves, event, now_ms)
+    profiles: dict[int, dict[str, Any]] = {}
+    if any(s.uses_profile for s in segments) and states:
+        profiles = _sync_profiles(conn, site_id, sorted(states))
+    out: dict[int, set[str]] = {}
+    for person_id, state in states.items():
+        keys = {
+            s.key for s in segments if evaluate(s, state, profiles.get(person_id), now_ms).member
+        }
+        out[person_id] = keys
+    return out
+
+
+def _sync_profiles(
+    conn: psycopg.Connection[Any], site_id: int, persons: Sequence[int]
+) -> dict[int, dict[str, Any]]:
+    rows = conn.execute(PROFILES, {"site": site_id, "persons": list(persons)}).fetchall()
+    return dict(_profile(row) for row in rows)
+
+
+def segments_for(
+    conn: psycopg.Connection[Any], site_id: int, keys: Sequence[str] | None = None
+) -> list[Segment]:
+    """The site's active segments, compiled (all, or those named)."""
+    rows = conn.execute(ACTIVE, ([site_id],)).fetchall()
+    return [parse_rule(rule, version) for _, key, version, rule in rows if not keys or key in keys]
+
+
+def dry_run(
+    conn: psycopg.Connection[Any],
+    site_id: int,
+    segment: Segment,
+    days: int,
+    person: int | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """Who would match now, from the last ``days`` of events; nothing is saved."""
+    now = now or utc_now()
+    found = recompute(
+        conn, site_id, [segment], now, since=now - timedelta(days=days), person=person
+    )
+    members = sorted(p for p, keys in found.items() if segment.key in keys)
+    return {
+        "key": segment.key,
+        "evaluated_at": now.isoformat(),
+        "days": days,
+        "persons_seen": len(found),
+        "members": members,
+    }

@@ -1,0 +1,110 @@
+"""Evaluation at ingest over real HTTP: the response that crosses a threshold carries it."""
+
+from __future__ import annotations
+
+import uuid
+
+import httpx
+
+from tests.segments.support import (
+    ORIGIN,
+    define,
+    example,
+    open_memberships,
+    page,
+    person_of,
+    send,
+    track,
+)
+from tests.support import Collector
+
+
+def test_the_request_that_crosses_the_threshold_carries_the_segment(
+    collector: Collector,
+) -> None:
+    define(collector.dsn, collector.site_id, example("engaged-reader"))
+    visitor = "v-" + uuid.uuid4().hex
+    steps = [
+        [page(visitor, "/articles/one")],
+        [page(visitor, "/articles/two")],
+        [track(visitor, "Element Hovered", selector="#subscribe", dwell_ms=700)],
+        [page(visitor, "/articles/three")],
+    ]
+    for batch in steps:
+        body = send(collector.base_url, collector.write_key, batch)
+        assert body["accepted"] == 1
+        assert body["segments"] == []
+    crossing = send(
+        collector.base_url,
+        collector.write_key,
+        [track(visitor, "Element Hovered", selector="#subscribe", dwell_ms=800)],
+    )
+    assert crossing["segments"] == ["engaged-reader"]
+    person = person_of(collector.dsn, collector.site_id, visitor)
+    assert open_memberships(collector.dsn, collector.site_id) == {(person, "engaged-reader")}
+    rows = collector.query(
+        "SELECT version, exited_at FROM segment_memberships WHERE site_id = %s",
+        (collector.site_id,),
+    )
+    assert rows == [{"version": 1, "exited_at": None}]
+    # A retry of an old message stores nothing new, and still answers the list.
+    again = send(collector.base_url, collector.write_key, steps[0])
+    assert again["duplicates"] == 1 and again["segments"] == ["engaged-reader"]
+
+
+def test_server_side_requests_and_sites_without_browser_segments_get_no_list(
+    collector: Collector,
+) -> None:
+    visitor = "v-" + uuid.uuid4().hex
+    plain = send(collector.base_url, collector.write_key, [page(visitor, "/articles/a")])
+    assert "segments" not in plain  # no segment at all
+    define(collector.dsn, collector.site_id, example("abandoned-cart"))  # server-only
+    assert "segments" not in send(
+        collector.base_url, collector.write_key, [page(visitor, "/articles/b")]
+    )
+    define(collector.dsn, collector.site_id, example("engaged-reader"))
+    assert send(collector.base_url, collector.write_key, [page(visitor, "/x")])["segments"] == []
+    server = send(collector.base_url, collector.write_key, [page(visitor, "/y")], browser=False)
+    assert "segments" not in server
+
+
+def test_browser_endpoint_answers_only_that_visitors_exposed_segments(
+    collector: Collector,
+) -> None:
+    site, key = collector.site_id, collector.write_key
+    define(collector.dsn, site, example("engaged-reader"))
+    # Everyone is in this one, but it is not exposed to browsers.
+    define(
+        collector.dsn,
+        site,
+        {"key": "anyone", "expose": "server",
+         "when": {"count": {"type": "page"}, "within": "1h", "gte": 1}},
+    )  # fmt: skip
+    reader, other = "v-" + uuid.uuid4().hex, "v-" + uuid.uuid4().hex
+    batch = [page(reader, f"/articles/{i}") for i in range(3)] + [
+        track(reader, "Element Hovered", selector="a.subscribe", dwell_ms=600) for _ in range(2)
+    ]
+    assert send(collector.base_url, key, batch)["segments"] == ["engaged-reader"]
+    assert send(collector.base_url, key, [page(other, "/articles/x")])["segments"] == []
+
+    def ask(anonymous_id: str, write_key: str = key) -> httpx.Response:
+        return httpx.get(
+            collector.base_url + "/v1/segments",
+            params={"writeKey": write_key, "anonymousId": anonymous_id},
+            headers={"Origin": ORIGIN},
+            timeout=30,
+        )
+
+    mine = ask(reader)
+    assert mine.status_code == 200
+    assert mine.json() == {"segments": ["engaged-reader"]}
+    assert mine.headers["access-control-allow-origin"] == ORIGIN
+    assert ask(other).json() == {"segments": []}
+    assert ask("never-seen").json() == {"segments": []}
+    # Another site's key never sees this site's visitors.
+    _, other_key = collector.make_site(allowed_origins=["*"])
+    assert ask(reader, other_key).json() == {"segments": []}
+    assert ask(reader, "wrong-key").status_code == 401
+    assert ask("").status_code == 400
+    assert ask("x" * 300).status_code in (400, 422)
+    assert {k for _, k in open_memberships(collector.dsn, site)} == {"engaged-reader", "anyone"}
