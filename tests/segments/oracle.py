@@ -50,9 +50,9 @@ def _sequence(leaf: Sequence_, events: Sequence[Mapping[str, Any]], now_ms: int)
     per_step = [sorted({e["t"] for e in events if step.matches(e)}) for step in leaf.steps]
     for chain in itertools.product(*per_step):
         increasing = all(a < b for a, b in itertools.pairwise(chain))
-        if increasing and chain[-1] - chain[0] <= leaf.within_ms:
-            if chain[-1] + leaf.lookback_ms > now_ms:
-                return True
+        span_ok = chain[-1] - chain[0] <= leaf.within_ms
+        if increasing and span_ok and chain[-1] + leaf.lookback_ms > now_ms:
+            return True
     return False
 
 

@@ -57,9 +57,16 @@ def ago(seconds: float) -> dict[str, str]:
 
 
 def send(
-    base_url: str, write_key: str, batch: list[dict[str, Any]], *, browser: bool = True
+    base_url: str,
+    write_key: str,
+    batch: list[dict[str, Any]],
+    *,
+    browser: bool = True,
+    user_agent: str | None = None,
 ) -> dict[str, Any]:
     headers = {"Origin": ORIGIN} if browser else {}
+    if user_agent:
+        headers["User-Agent"] = user_agent
     response = httpx.post(
         base_url + "/v1/batch",
         json={"batch": batch},

@@ -98,7 +98,7 @@ def _incremental(events: list[dict], commits: list[int], seed: int) -> tuple[dic
     state: dict = {}
     now = max((e["t"] for e in events), default=T0)
     cut = 0
-    for i, size in enumerate(commits + [len(order)]):
+    for i, size in enumerate([*commits, len(order)]):
         part = order[cut : cut + size]
         cut += size
         # Commit time: never before the events of the commit (no future timestamps).

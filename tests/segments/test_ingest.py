@@ -10,6 +10,7 @@ from tests.segments.support import (
     ORIGIN,
     define,
     example,
+    message,
     open_memberships,
     page,
     person_of,
@@ -108,3 +109,30 @@ def test_browser_endpoint_answers_only_that_visitors_exposed_segments(
     assert ask("").status_code == 400
     assert ask("x" * 300).status_code in (400, 422)
     assert {k for _, k in open_memberships(collector.dsn, site)} == {"engaged-reader", "anyone"}
+
+
+def test_an_identity_merge_combines_both_persons_windows(shop: Collector) -> None:
+    define(shop.dsn, shop.site_id, example("engaged-reader"))
+    laptop, phone = "v-" + uuid.uuid4().hex, "v-" + uuid.uuid4().hex
+    key, url = shop.write_key, shop.base_url
+    hover = {"selector": "#subscribe", "dwell_ms": 900}
+    send(url, key, [page(laptop, "/articles/a"), page(laptop, "/articles/b")])
+    send(url, key, [track(laptop, "Element Hovered", **hover)] * 1)
+    send(url, key, [track(laptop, "Element Hovered", **hover)])
+    assert send(url, key, [page(phone, "/articles/c")])["segments"] == []
+    first, second = (
+        person_of(shop.dsn, shop.site_id, laptop),
+        person_of(shop.dsn, shop.site_id, phone),
+    )
+    assert first != second
+    user = "u-" + uuid.uuid4().hex
+    assert send(url, key, [message("identify", laptop, userId=user)])["segments"] == []
+    # The phone's visitor logs in as the same user: one person, whose windows now
+    # hold 3 articles and 2 hovers.
+    merged = send(url, key, [message("identify", phone, userId=user)])
+    assert merged["segments"] == ["engaged-reader"]
+    survivor = person_of(shop.dsn, shop.site_id, phone)
+    assert survivor == person_of(shop.dsn, shop.site_id, laptop)
+    assert open_memberships(shop.dsn, shop.site_id) == {(survivor, "engaged-reader")}
+    states = shop.query("SELECT person_id FROM segment_state WHERE site_id = %s", (shop.site_id,))
+    assert states == [{"person_id": survivor}]
