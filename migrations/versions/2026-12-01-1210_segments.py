@@ -38,9 +38,7 @@ def upgrade() -> None:
         sa.Column("created_at", TZ, nullable=False, server_default=NOW),
         sa.Column("retired_at", TZ),
         sa.PrimaryKeyConstraint("site_id", "key", "version", name="pk_segment_definitions"),
-        sa.CheckConstraint(
-            "expose IN ('browser', 'server')", name="ck_segment_definitions_expose"
-        ),
+        sa.CheckConstraint("expose IN ('browser', 'server')", name="ck_segment_definitions_expose"),
     )
     op.create_index(
         "ix_segment_definitions_site_id_key",

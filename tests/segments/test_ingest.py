@@ -136,3 +136,27 @@ def test_an_identity_merge_combines_both_persons_windows(shop: Collector) -> Non
     assert open_memberships(shop.dsn, shop.site_id) == {(survivor, "engaged-reader")}
     states = shop.query("SELECT person_id FROM segment_state WHERE site_id = %s", (shop.site_id,))
     assert states == [{"person_id": survivor}]
+
+
+def test_the_server_side_profile_lists_every_segment(shop: Collector) -> None:
+    from tests.analytics.test_profile_api import secret_key
+
+    define(shop.dsn, shop.site_id, example("engaged-reader"))
+    define(
+        shop.dsn,
+        shop.site_id,
+        {"key": "anyone", "expose": "server",
+         "when": {"count": {"type": "page"}, "within": "1h", "gte": 1}},
+    )  # fmt: skip
+    visitor = "v-" + uuid.uuid4().hex
+    browser_view = send(shop.base_url, shop.write_key, [page(visitor, "/articles/a")])
+    assert browser_view["segments"] == []  # "anyone" is not for browsers
+    key = secret_key(shop.dsn, shop.site_id)
+    answer = httpx.get(
+        f"{shop.base_url}/v1/persons/{visitor}/profile",
+        params={"kind": "anonymous"},
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=30,
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["segments"] == ["anyone"]

@@ -143,6 +143,11 @@ streams = st.lists(
 )
 
 
+async def _profiles(dsn: str, site_id: int, persons: list[int]) -> dict:
+    async with await psycopg.AsyncConnection.connect(dsn) as conn:
+        return await store.profile_attributes(conn, site_id, persons)
+
+
 def _recompute(dsn: str, site_id: int, now: datetime) -> dict[int, set[str]]:
     """The oracle: every stored event of each person, evaluated from scratch."""
     with psycopg.connect(dsn) as conn:
@@ -164,7 +169,7 @@ def _recompute(dsn: str, site_id: int, now: datetime) -> dict[int, set[str]]:
                     }
                 )
             )
-        profiles = store._sync_profiles(conn, site_id, sorted(by_person))
+    profiles = asyncio.run(_profiles(dsn, site_id, sorted(by_person)))
     now_ms = epoch_ms(now)
     return {
         person: {s.key for s in SEGMENTS if oracle.member(s, events, profiles.get(person), now_ms)}

@@ -121,3 +121,15 @@ def test_aggregate_signature_ignores_threshold_but_not_window() -> None:
     c = parse_rule({"key": "c", "when": {**COUNT, "within": "11m"}}, 1).leaves[0]
     assert isinstance(a, Aggregate)
     assert a.sig == b.sig != c.sig
+
+
+def test_rules_in_the_docs_compile_and_match_the_example_files() -> None:
+    import re
+
+    text = (EXAMPLES.parent / "segments.md").read_text()
+    blocks = [json.loads(b) for b in re.findall(r"```json\n(.*?)```", text, flags=re.DOTALL)]
+    documented = {b["key"]: parse_rule(b, 1) for b in blocks if "key" in b}
+    assert len(documented) == 5
+    for key, segment in documented.items():
+        stored = parse_rule(example(key), 1)
+        assert segment.when == stored.when and segment.expose == stored.expose, key

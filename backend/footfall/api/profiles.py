@@ -14,6 +14,7 @@ from footfall.errors import BadRequest, FootfallError, Unavailable
 from footfall.pipeline.identity import ANONYMOUS, USER
 from footfall.state import app_state
 from footfall.storage.profiles import load_profiles, person_of_id
+from footfall.storage.segments import current_segments
 
 router = APIRouter()
 
@@ -57,6 +58,7 @@ async def person_profile(
                 if person_id is not None:
                     break
             profiles = await load_profiles(conn, [(site.id, person_id)]) if person_id else {}
+            segments = await current_segments(conn, site.id, person_id) if person_id else []
     except (psycopg.OperationalError, PoolTimeout, OSError) as exc:
         raise Unavailable(
             "storage unavailable, retry later",
@@ -68,7 +70,6 @@ async def person_profile(
     return {
         "person_id": profile.person_id,
         "profile": profile.as_dict(),
-        # Segment memberships: filled in by the segments work (issue 10, h10b);
-        # always a list of segment keys the person is a member of now.
-        "segments": [],
+        # The segments the person is a member of now, every exposure (docs/segments.md).
+        "segments": segments,
     }

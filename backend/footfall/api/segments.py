@@ -131,6 +131,22 @@ def _site_id(conn: psycopg.Connection[Any], name: str) -> int:
     return int(row[0])
 
 
+async def _site_id_async(conn: psycopg.AsyncConnection[Any], name: str) -> int:
+    async with conn.cursor() as cur:
+        await cur.execute("SELECT id FROM sites WHERE name = %s", (name,))
+        row = await cur.fetchone()
+    if row is None:
+        raise UnknownSite(f"no site named {name!r}")
+    return int(row[0])
+
+
+def _invalid(exc: RuleError) -> JSONResponse:
+    """422 with every problem's JSON pointer."""
+    return JSONResponse(
+        {"error": "invalid_rule", "detail": str(exc), "errors": exc.errors}, status_code=422
+    )
+
+
 async def _run(request: Request, site: str, work: Any) -> Any:
     state = app_state(request)
 
@@ -141,9 +157,7 @@ async def _run(request: Request, site: str, work: Any) -> Any:
     try:
         return await asyncio.to_thread(run)
     except RuleError as exc:
-        return JSONResponse(
-            {"error": "invalid_rule", "detail": str(exc), "errors": exc.errors}, status_code=422
-        )
+        return _invalid(exc)
     except store.SegmentExists as exc:
         raise SegmentConflict(str(exc)) from exc
     except store.UnknownSegment as exc:
@@ -190,12 +204,14 @@ async def test(
 ) -> Response:
     """Dry run: who the rule would match now, computed from stored events (nothing saved)."""
     document = await _document(request)
-
-    def work(conn: psycopg.Connection[Any], site_id: int) -> dict[str, Any]:
+    try:
         segment = parse_rule(document, 0)
-        return store.dry_run(conn, site_id, segment, days, person)
-
-    return _answer(await _run(request, site, work))
+    except RuleError as exc:
+        return _invalid(exc)
+    state = app_state(request)
+    async with state.pool.connection() as conn:
+        site_id = await _site_id_async(conn, site)
+        return _answer(await store.dry_run(conn, site_id, segment, days, person))
 
 
 @admin_router.get("/{key}")

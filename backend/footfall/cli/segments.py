@@ -87,13 +87,24 @@ def cmd_delete(args: argparse.Namespace) -> None:
 
 
 def cmd_test(args: argparse.Namespace) -> None:
+    import asyncio
+
+    import psycopg
+
+    from footfall.cli.main import _dsn, _settings
     from footfall.pipeline.segments.rules import parse_rule
     from footfall.storage.segments import dry_run
 
     document = _read(args.file)
 
     def work(conn: Any, site: int) -> Any:
-        return dry_run(conn, site, parse_rule(document, 0), args.days, args.person)
+        segment = parse_rule(document, 0)
+
+        async def run() -> Any:
+            async with await psycopg.AsyncConnection.connect(_dsn(_settings())) as aconn:
+                return await dry_run(aconn, site, segment, args.days, args.person)
+
+        return asyncio.run(run())
 
     _run(args, work)
 

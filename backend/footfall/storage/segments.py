@@ -37,6 +37,7 @@ from psycopg_pool import AsyncConnectionPool
 from footfall.pipeline.consent import LedgerEntry
 from footfall.pipeline.segments import consent as segment_consent
 from footfall.pipeline.segments.evaluate import (
+    EVENT_KEYS,
     State,
     apply_event,
     epoch_ms,
@@ -46,8 +47,15 @@ from footfall.pipeline.segments.evaluate import (
     merge_states,
     prune,
 )
-from footfall.pipeline.segments.rules import RuleError, Segment, max_horizon_ms, parse_rule
+from footfall.pipeline.segments.rules import (
+    PROFILE_ATTRIBUTES,
+    RuleError,
+    Segment,
+    max_horizon_ms,
+    parse_rule,
+)
 from footfall.pipeline.types import EventRow
+from footfall.storage.profiles import load_profiles, persons_of
 
 log = logging.getLogger(__name__)
 
@@ -288,100 +296,15 @@ class Definitions:
 
 # --- persons, profiles, consent ----------------------------------------------------------
 
-# The person of a row: its user id's person if that id is known, else its anonymous
-# id's, following merges (the same rule as analytics.events).
-PERSONS_OF = (
-    "SELECT q.site_id, q.message_id,"
-    " COALESCE(pu.merged_into, pu.id, pa.merged_into, pa.id)"
-    " FROM unnest(%s::int[], %s::text[], %s::text[], %s::text[]) AS q(site_id, message_id, a, u)"
-    " LEFT JOIN identities iu ON iu.site_id = q.site_id AND iu.kind = 'user' AND iu.value = q.u"
-    " LEFT JOIN persons pu ON pu.id = iu.person_id"
-    " LEFT JOIN identities ia ON ia.site_id = q.site_id AND ia.kind = 'anonymous'"
-    "  AND ia.value = q.a"
-    " LEFT JOIN persons pa ON pa.id = ia.person_id"
-)
 
-
-async def persons_of(
-    conn: psycopg.AsyncConnection[Any], rows: Sequence[EventRow]
-) -> dict[tuple[int, str], int]:
-    """(site_id, message_id) -> canonical person, for rows that have one.
-
-    Until storage/profiles.py provides it (issue 10 contract), the query lives here.
-    """
-    rows = [r for r in rows if r.anonymous_id is not None or r.user_id is not None]
-    if not rows:
-        return {}
-    async with conn.cursor() as cur:
-        await cur.execute(
-            PERSONS_OF,
-            (
-                [r.site_id for r in rows],
-                [r.message_id for r in rows],
-                [r.anonymous_id for r in rows],
-                [r.user_id for r in rows],
-            ),
-        )
-        return {(s, m): int(p) for s, m, p in await cur.fetchall() if p is not None}
-
-
-# The profile attributes rules may test (rules.PROFILE_ATTRIBUTES), from sessions,
-# until storage/profiles.py's load_profiles (issue 10 contract) replaces it.
-PROFILES = """
-WITH ids AS (
-  SELECT q.person, i.kind, i.value FROM unnest(%(persons)s::bigint[]) AS q(person)
-  JOIN persons p ON p.id = q.person OR p.merged_into = q.person
-  JOIN identities i ON i.person_id = p.id AND i.site_id = %(site)s
-), s AS (
-  SELECT DISTINCT ids.person, s.* FROM ids JOIN sessions s ON s.site_id = %(site)s
-   AND ((ids.kind = 'anonymous' AND s.anonymous_id = ids.value)
-     OR (ids.kind = 'user' AND s.user_id = ids.value))
-)
-SELECT q.person, p.is_identified, count(s.session_id), coalesce(sum(s.engaged_ms), 0),
-  coalesce(sum(s.event_count), 0), coalesce(sum(s.page_count), 0),
-  (array_agg(s.device_type ORDER BY s.last_event_at DESC)
-     FILTER (WHERE s.device_type IS NOT NULL))[1],
-  (array_agg(s.geo_country ORDER BY s.last_event_at DESC)
-     FILTER (WHERE s.geo_country IS NOT NULL))[1],
-  (array_agg(s.utm_source ORDER BY s.first_event_at) FILTER (WHERE s.utm_source IS NOT NULL))[1],
-  (array_agg(s.utm_medium ORDER BY s.first_event_at) FILTER (WHERE s.utm_medium IS NOT NULL))[1],
-  (array_agg(s.utm_campaign ORDER BY s.first_event_at)
-     FILTER (WHERE s.utm_campaign IS NOT NULL))[1],
-  (array_agg(s.exit_page ORDER BY s.last_event_at DESC) FILTER (WHERE s.exit_page IS NOT NULL))[1]
-FROM unnest(%(persons)s::bigint[]) AS q(person)
-JOIN persons p ON p.id = q.person
-LEFT JOIN s ON s.person = q.person
-GROUP BY q.person, p.is_identified
-"""
-
-
-async def load_profiles(
+async def profile_attributes(
     conn: psycopg.AsyncConnection[Any], site_id: int, persons: Sequence[int]
 ) -> dict[int, dict[str, Any]]:
-    """The rule-visible profile attributes of persons (see PROFILES)."""
-    if not persons:
-        return {}
-    async with conn.cursor() as cur:
-        await cur.execute(PROFILES, {"site": site_id, "persons": list(persons)})
-        found = await cur.fetchall()
-    return dict(_profile(row) for row in found)
-
-
-def _profile(row: Sequence[Any]) -> tuple[int, dict[str, Any]]:
-    person, identified, sessions, engaged, events, pages = row[:6]
-    device, country, source, medium, campaign, last_page = row[6:]
-    return int(person), {
-        "identified": bool(identified),
-        "sessions": int(sessions),
-        "engaged_ms": int(engaged),
-        "events": int(events),
-        "pages": int(pages),
-        "device_type": device,
-        "country": country,
-        "utm_source": source,
-        "utm_medium": medium,
-        "utm_campaign": campaign,
-        "last_page_path": last_page,
+    """What rules may test of each person's live profile (rules.PROFILE_ATTRIBUTES)."""
+    profiles = await load_profiles(conn, [(site_id, p) for p in persons])
+    return {
+        person: {name: getattr(profile, name) for name in PROFILE_ATTRIBUTES}
+        for (_, person), profile in profiles.items()
     }
 
 
@@ -543,7 +466,7 @@ async def _evaluate_people(
         site = sites.get(site_id, SiteSegments(()))
         leaves = site.leaves
         ids = [p.person_id for p in persons]
-        profiles = await load_profiles(conn, site_id, ids) if site.uses_profile else {}
+        profiles = await profile_attributes(conn, site_id, ids) if site.uses_profile else {}
         async with conn.cursor() as cur:
             await cur.execute(OPEN_MEMBERSHIPS, (site_id, ids))
             open_rows = await cur.fetchall()
@@ -792,17 +715,24 @@ async def sweep_once(
     *,
     limit: int = 500,
     on_changes: ChangesHook = on_membership_changes,
-) -> list[float]:
-    """Evaluate persons whose due time passed (caller's transaction); their lags in seconds."""
+) -> dict[tuple[int, int], float]:
+    """Evaluate persons whose due time passed (caller's transaction).
+
+    Returns each swept (site_id, person_id) with its lag: seconds from due to now.
+    """
     async with conn.cursor() as cur:
         await cur.execute(DUE, (now, limit))
         found = await cur.fetchall()
     if not found:
-        return []
+        return {}
     people = [_Person(s, p, state or {}, due) for s, p, state, due in found]
     sites = await definitions.active(conn, {p.site_id for p in people})
     await _evaluate_people(conn, sites, people, now, on_changes)
-    return [max(0.0, (now - p.due_at).total_seconds()) for p in people if p.due_at is not None]
+    return {
+        (p.site_id, p.person_id): max(0.0, (now - p.due_at).total_seconds())
+        for p in people
+        if p.due_at is not None
+    }
 
 
 class Sweeper:
@@ -831,19 +761,20 @@ class Sweeper:
 
     async def run_once(self) -> int:
         async with self._pool.connection() as conn, conn.transaction():
-            lags = await sweep_once(
+            swept = await sweep_once(
                 conn,
                 self._definitions,
                 self._clock(),
                 limit=self._batch,
                 on_changes=self._on_changes,
             )
-        if lags:
+        if swept:
+            lags = list(swept.values())
             self.swept += len(lags)
             self.last_lag_s = max(lags)
             if self._on_sweep is not None:
                 self._on_sweep(lags)
-        return len(lags)
+        return len(swept)
 
     async def run_forever(self) -> None:
         while True:
@@ -899,32 +830,31 @@ async def exposed_segments(
         return [key for (key,) in await cur.fetchall()]
 
 
-def memberships_of(conn: psycopg.Connection[Any], site_id: int, person_id: int) -> list[dict]:
-    """A person's current segments, every exposure (for the secret-key profile endpoint)."""
-    rows = conn.execute(
-        "SELECT m.segment_key, m.version, m.entered_at, d.expose FROM segment_memberships m"
-        " JOIN segment_definitions d ON d.site_id = m.site_id AND d.key = m.segment_key"
-        "  AND d.retired_at IS NULL"
-        " WHERE m.site_id = %s AND m.person_id = %s AND m.exited_at IS NULL ORDER BY 1",
-        (site_id, person_id),
-    ).fetchall()
-    return [
-        {"key": k, "version": v, "entered_at": at.isoformat(), "expose": expose}
-        for k, v, at, expose in rows
-    ]
+async def current_segments(
+    conn: psycopg.AsyncConnection[Any], site_id: int, person_id: int
+) -> list[str]:
+    """A person's current segments, whatever their exposure (the secret-key profile)."""
+    async with conn.cursor() as cur:
+        await cur.execute(
+            "SELECT m.segment_key FROM segment_memberships m"
+            " JOIN segment_definitions d ON d.site_id = m.site_id AND d.key = m.segment_key"
+            "  AND d.retired_at IS NULL"
+            " WHERE m.site_id = %s AND m.person_id = %s AND m.exited_at IS NULL ORDER BY 1",
+            (site_id, person_id),
+        )
+        return [key for (key,) in await cur.fetchall()]
 
 
+_EVENT_NAMES = (*EVENT_KEYS, "timestamp")
 _EVENT_SELECT = (
-    "SELECT person_id, type, event, page_path, page_url, page_title, page_referrer, page_search,"
-    " utm_source, utm_medium, utm_campaign, utm_term, utm_content, device_type, browser_name,"
-    " os_name, geo_country, geo_region, geo_city, locale, timezone, library_name, properties,"
-    ' "timestamp" FROM analytics.events WHERE site_id = %s AND "timestamp" >= %s'
-    " AND person_id IS NOT NULL"
+    "SELECT person_id, "
+    + ", ".join(f'"{name}"' for name in _EVENT_NAMES)
+    + ' FROM analytics.events WHERE site_id = %s AND "timestamp" >= %s AND person_id IS NOT NULL'
 )
 
 
-def recompute(
-    conn: psycopg.Connection[Any],
+async def recompute(
+    conn: psycopg.AsyncConnection[Any],
     site_id: int,
     segments: Sequence[Segment],
     now: datetime,
@@ -945,36 +875,21 @@ def recompute(
     states: dict[int, State] = defaultdict(dict)
     sql = _EVENT_SELECT + (" AND person_id = %s" if person is not None else "")
     params: tuple[Any, ...] = (site_id, start) + ((person,) if person is not None else ())
-    with conn.cursor(name="segments_recompute") as cur:
+    async with conn.cursor(name="segments_recompute") as cur:
         cur.itersize = 5000
-        cur.execute(sql, params)
-        for record in cur:
-            names = (
-                "type", "event", "page_path", "page_url", "page_title", "page_referrer",
-                "page_search", "utm_source", "utm_medium", "utm_campaign", "utm_term",
-                "utm_content", "device_type", "browser_name", "os_name", "geo_country",
-                "geo_region", "geo_city", "locale", "timezone", "library_name", "properties",
-                "timestamp",
-            )  # fmt: skip
-            event = event_of(dict(zip(names, record[1:], strict=True)))
+        await cur.execute(sql, params)
+        async for record in cur:
+            event = event_of(dict(zip(_EVENT_NAMES, record[1:], strict=True)))
             apply_event(states[int(record[0])], leaves, event, now_ms)
     profiles: dict[int, dict[str, Any]] = {}
     if any(s.uses_profile for s in segments) and states:
-        profiles = _sync_profiles(conn, site_id, sorted(states))
-    out: dict[int, set[str]] = {}
-    for person_id, state in states.items():
-        keys = {
+        profiles = await profile_attributes(conn, site_id, sorted(states))
+    return {
+        person_id: {
             s.key for s in segments if evaluate(s, state, profiles.get(person_id), now_ms).member
         }
-        out[person_id] = keys
-    return out
-
-
-def _sync_profiles(
-    conn: psycopg.Connection[Any], site_id: int, persons: Sequence[int]
-) -> dict[int, dict[str, Any]]:
-    rows = conn.execute(PROFILES, {"site": site_id, "persons": list(persons)}).fetchall()
-    return dict(_profile(row) for row in rows)
+        for person_id, state in states.items()
+    }
 
 
 def segments_for(
@@ -985,8 +900,8 @@ def segments_for(
     return [parse_rule(rule, version) for _, key, version, rule in rows if not keys or key in keys]
 
 
-def dry_run(
-    conn: psycopg.Connection[Any],
+async def dry_run(
+    conn: psycopg.AsyncConnection[Any],
     site_id: int,
     segment: Segment,
     days: int,
@@ -995,7 +910,7 @@ def dry_run(
 ) -> dict[str, Any]:
     """Who would match now, from the last ``days`` of events; nothing is saved."""
     now = now or utc_now()
-    found = recompute(
+    found = await recompute(
         conn, site_id, [segment], now, since=now - timedelta(days=days), person=person
     )
     members = sorted(p for p, keys in found.items() if segment.key in keys)

@@ -435,6 +435,7 @@ person_sessions = Table(
     Column("device_type", Text),
     Column("utc_offset_min", Integer, nullable=False, server_default=text("0")),
     PrimaryKeyConstraint("site_id", "person_id", "session_id"),
+)
 
 # --- segments (storage/segments.py, docs/segments.md) ----------------------------------
 
