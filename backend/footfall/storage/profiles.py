@@ -386,8 +386,8 @@ async def person_of_id(
 # An event's person as analytics.events maps it; its page as page_of(); its
 # session as session_of() (the idle rule's id is in events.session_id).
 _ATTRIBUTED = f"""
-zones AS MATERIALIZED (SELECT name FROM pg_timezone_names),
-ev AS MATERIALIZED (
+CREATE TEMP TABLE profile_events ON COMMIT DROP AS
+SELECT * FROM (
     SELECT e.site_id, e.message_id, e.type, e.event, e."timestamp",
            COALESCE(pu.merged_into, pu.id, pa.merged_into, pa.id) AS person_id,
            NULLIF(e.session_id, '') AS sid,
@@ -411,8 +411,8 @@ ev AS MATERIALIZED (
            ON ia.site_id = e.site_id AND ia.kind = 'anonymous' AND ia.value = e.anonymous_id
     LEFT JOIN persons pa ON pa.site_id = ia.site_id AND pa.id = ia.person_id
     WHERE e.site_id = %(site)s
-),
-pev AS (SELECT * FROM ev WHERE person_id IS NOT NULL)"""
+) AS ev
+WHERE person_id IS NOT NULL"""
 
 
 def _percent_sql(key: str) -> str:
@@ -442,30 +442,27 @@ ATTRIBUTED = _ATTRIBUTED.format(
 
 # local_zone(): the browser's zone if it is a real zone name, else GeoIP's, else UTC.
 REBUILD_PERSON_SESSIONS = f"""
-WITH {ATTRIBUTED},
+WITH zones AS MATERIALIZED (SELECT name FROM pg_timezone_names),
 firsts AS (
     SELECT DISTINCT ON (person_id, sid) site_id, person_id, sid, "timestamp", message_id,
            device_type, timezone, geo_timezone,
            max("timestamp") OVER w AS last_at, max(scroll) OVER w AS max_scroll
-    FROM pev WHERE sid IS NOT NULL
+    FROM pg_temp.profile_events WHERE sid IS NOT NULL
     WINDOW w AS (PARTITION BY person_id, sid)
     ORDER BY person_id, sid, "timestamp", message_id {_C}
 )
 INSERT INTO person_sessions ({", ".join(_SESSION_NAMES)})
 SELECT f.site_id, f.person_id, f.sid, f."timestamp", f.message_id, f.last_at, f.max_scroll,
        f.device_type,
-       floor(extract(epoch FROM (f."timestamp" AT TIME ZONE z.name)
+       floor(extract(epoch FROM (f."timestamp" AT TIME ZONE COALESCE(z1.name, z2.name, 'UTC'))
                                 - (f."timestamp" AT TIME ZONE 'UTC')) / 60)::int
 FROM firsts f
-CROSS JOIN LATERAL (
-    SELECT COALESCE((SELECT name FROM zones WHERE name = f.timezone),
-                    (SELECT name FROM zones WHERE name = f.geo_timezone), 'UTC') AS name
-) z
+LEFT JOIN zones z1 ON z1.name = f.timezone
+LEFT JOIN zones z2 ON z2.name = f.geo_timezone
 """
 
 REBUILD_PROFILES = f"""
-WITH {ATTRIBUTED},
-counts AS (
+WITH counts AS (
     SELECT site_id, person_id, count(*) AS events,
            count(*) FILTER (WHERE type IN ('page', 'screen')) AS pages,
            count(*) FILTER (WHERE type = 'track' AND event = '{CLICK}') AS clicks,
@@ -480,34 +477,34 @@ counts AS (
                             AND NOT starts_with(event, %(video_prefix)s)) AS custom_tracks,
            sum(engaged_ms) AS engaged_ms,
            max(scroll) AS max_scroll_percent
-    FROM pev GROUP BY site_id, person_id
+    FROM pg_temp.profile_events GROUP BY site_id, person_id
 ),
 firsts AS (
     SELECT DISTINCT ON (person_id) person_id, "timestamp", message_id
-    FROM pev ORDER BY person_id, "timestamp", message_id {_C}
+    FROM pg_temp.profile_events ORDER BY person_id, "timestamp", message_id {_C}
 ),
 lasts AS (
     SELECT DISTINCT ON (person_id) person_id, "timestamp", message_id
-    FROM pev ORDER BY person_id, "timestamp" DESC, message_id {_C} DESC
+    FROM pg_temp.profile_events ORDER BY person_id, "timestamp" DESC, message_id {_C} DESC
 ),
 last_pages AS (
     SELECT DISTINCT ON (person_id) person_id, "timestamp", message_id, page_path, page_url
-    FROM pev WHERE page IS NOT NULL
+    FROM pg_temp.profile_events WHERE page IS NOT NULL
     ORDER BY person_id, "timestamp" DESC, message_id {_C} DESC
 ),
 touches AS (
     SELECT DISTINCT ON (person_id) person_id, "timestamp", message_id, page, page_referrer,
            utm_source, utm_medium, utm_campaign, utm_term, utm_content
-    FROM pev ORDER BY person_id, page IS NULL, "timestamp", message_id {_C}
+    FROM pg_temp.profile_events ORDER BY person_id, page IS NULL, "timestamp", message_id {_C}
 ),
 devices AS (
     SELECT DISTINCT ON (person_id) person_id, "timestamp", message_id, device_type
-    FROM pev WHERE device_type IS NOT NULL
+    FROM pg_temp.profile_events WHERE device_type IS NOT NULL
     ORDER BY person_id, "timestamp" DESC, message_id {_C} DESC
 ),
 countries AS (
     SELECT DISTINCT ON (person_id) person_id, "timestamp", message_id, geo_country
-    FROM pev WHERE geo_country IS NOT NULL
+    FROM pg_temp.profile_events WHERE geo_country IS NOT NULL
     ORDER BY person_id, "timestamp" DESC, message_id {_C} DESC
 ),
 sessions AS (
@@ -546,7 +543,15 @@ def rebuild(conn: psycopg.Connection[Any], site_id: int) -> int:
         "video_prefix": VIDEO_PREFIX,
     }
     conn.execute("SELECT pg_advisory_xact_lock(%s)", (identity.site_lock(site_id),))
+    # A whole site at once: hash joins and big sorts, whatever the statistics say
+    # (right after a bulk load they are empty and the planner picks nested loops).
+    conn.execute("SET LOCAL enable_nestloop = off")
+    conn.execute("SET LOCAL work_mem = '256MB'")
     conn.execute("DELETE FROM person_sessions WHERE site_id = %(site)s", params)
     conn.execute("DELETE FROM person_profiles WHERE site_id = %(site)s", params)
+    # The site's events with their persons, once, for both statements.
+    conn.execute("DROP TABLE IF EXISTS pg_temp.profile_events")
+    conn.execute(ATTRIBUTED, params)
+    conn.execute("ANALYZE pg_temp.profile_events")
     conn.execute(REBUILD_PERSON_SESSIONS, params)
     return conn.execute(REBUILD_PROFILES, params).rowcount
