@@ -6,6 +6,7 @@ transaction). Existing databases get them filled by the same SQL as
 ``footfall profiles rebuild``: run it once after upgrading (docs/operations.md);
 until then ``analytics.person_features`` shows only persons seen since.
 
+``analytics.person_profiles`` shows the profile to the reader role.
 ``analytics.person_features`` keeps its columns and their meaning but reads the
 profile and the person's own session rows instead of aggregating every session
 of the site (one person: an index look-up, not a scan).
@@ -100,6 +101,20 @@ CROSS JOIN LATERAL (
     WHERE ps.site_id = p.site_id AND ps.person_id = p.person_id
 ) s
 WHERE p.sessions > 0
+"""
+
+# The live profile for the data team (the reader role sees analytics.* only).
+PROFILES_VIEW = """
+CREATE VIEW analytics.person_profiles AS
+SELECT p.person_id, p.site_id, pe.is_identified AS identified,
+       p.events, p.pages, p.clicks, p.hovers, p.hover_dwell_ms, p.scrolls, p.video_plays,
+       p.video_completions, p.custom_tracks, p.engaged_ms, p.max_scroll_percent, p.sessions,
+       p.first_seen, p.last_seen, p.last_page_path, p.last_page_url,
+       p.first_touch_at, p.first_touch_page, p.referrer,
+       p.utm_source, p.utm_medium, p.utm_campaign, p.utm_term, p.utm_content,
+       p.device_type, p.country, p.updated_at
+FROM public.person_profiles p
+JOIN public.persons pe ON pe.id = p.person_id
 """
 
 # The view as 20261122_1400 made it (downgrade).
@@ -209,9 +224,11 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("site_id", "person_id", "session_id", name="pk_person_sessions"),
     )
     op.execute(PERSON_FEATURES)
+    op.execute(PROFILES_VIEW)  # the reader role gets it by the schema's default privileges
 
 
 def downgrade() -> None:
+    op.execute("DROP VIEW analytics.person_profiles")
     op.execute(OLD_PERSON_FEATURES)
     op.drop_table("person_sessions")
     op.drop_index("ix_person_profiles_person_id", table_name="person_profiles")

@@ -260,3 +260,24 @@ def test_rebuild_command(collector: Collector) -> None:
     missing = footfall("profiles", "rebuild", "--site", "no-such-site", dsn=collector.dsn,
                        check=False)  # fmt: skip
     assert missing.returncode != 0 and "no site named" in missing.stderr
+
+
+def test_rebuild_of_some_persons(collector: Collector) -> None:
+    site_id, key = new_site(collector)
+    send_messily(collector.base_url, key, stream(11), 11)
+    before = snapshot(collector.dsn, site_id)
+    first, second, third = (p["person_id"] for p in before[0][:3])
+    query(
+        collector.dsn,
+        "UPDATE person_profiles SET events = 0, last_page_path = 'x' WHERE person_id = ANY(%s)",
+        ([first, second, third],),
+    )
+    query(collector.dsn, "DELETE FROM person_sessions WHERE person_id = %s", (first,))
+    with psycopg.connect(collector.dsn) as conn:
+        assert rebuild(conn, site_id, [first, second]) == 2
+    after = snapshot(collector.dsn, site_id)
+    assert after[1] == before[1]
+    assert [p for p in after[0] if p["person_id"] != third] == [
+        p for p in before[0] if p["person_id"] != third
+    ]
+    assert next(p for p in after[0] if p["person_id"] == third)["events"] == 0  # not asked

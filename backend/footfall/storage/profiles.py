@@ -411,8 +411,10 @@ SELECT * FROM (
            ON ia.site_id = e.site_id AND ia.kind = 'anonymous' AND ia.value = e.anonymous_id
     LEFT JOIN persons pa ON pa.site_id = ia.site_id AND pa.id = ia.person_id
     WHERE e.site_id = %(site)s
+      AND (%(whole_site)s OR e.user_id = ANY(%(users)s::text[])
+           OR e.anonymous_id = ANY(%(anonymous)s::text[]))
 ) AS ev
-WHERE person_id IS NOT NULL"""
+WHERE person_id IS NOT NULL AND (%(whole_site)s OR person_id = ANY(%(persons)s::bigint[]))"""
 
 
 def _percent_sql(key: str) -> str:
@@ -508,7 +510,9 @@ countries AS (
     ORDER BY person_id, "timestamp" DESC, message_id {_C} DESC
 ),
 sessions AS (
-    SELECT person_id, count(*) AS n FROM person_sessions WHERE site_id = %(site)s GROUP BY 1
+    SELECT person_id, count(*) AS n FROM person_sessions
+    WHERE site_id = %(site)s AND (%(whole_site)s OR person_id = ANY(%(persons)s::bigint[]))
+    GROUP BY 1
 )
 INSERT INTO person_profiles ({", ".join(_PROFILE_NAMES)})
 SELECT c.site_id, c.person_id, c.events, c.pages, c.clicks, c.hovers, c.hover_dwell_ms,
@@ -531,27 +535,51 @@ LEFT JOIN sessions s USING (person_id)
 """
 
 
-def rebuild(conn: psycopg.Connection[Any], site_id: int) -> int:
+_PERSONS_IDS = (
+    "SELECT i.kind, i.value FROM identities i JOIN persons p ON p.id = i.person_id"
+    " WHERE i.site_id = %(site)s AND COALESCE(p.merged_into, p.id) = ANY(%(persons)s::bigint[])"
+)
+_WHERE_PERSONS = "site_id = %(site)s AND (%(whole_site)s OR person_id = ANY(%(persons)s::bigint[]))"
+
+
+def rebuild(
+    conn: psycopg.Connection[Any], site_id: int, persons: Sequence[int] | None = None
+) -> int:
     """Recompute one site's profiles from ``events`` (the caller's transaction); count them.
 
+    ``persons``: only these (canonical) persons, found through their ids and the
+    indexes on ``events`` (erasure uses it for persons who lost some events).
     Takes the site's identity lock exclusively: ingest's profile steps and
     merges for the site wait until the caller commits.
     """
-    params = {
+    params: dict[str, Any] = {
         "site": site_id,
+        "whole_site": persons is None,
+        "persons": list(persons or ()),
+        "users": [],
+        "anonymous": [],
         "autocaptured": sorted(AUTOCAPTURED),
         "video_prefix": VIDEO_PREFIX,
     }
     conn.execute("SELECT pg_advisory_xact_lock(%s)", (identity.site_lock(site_id),))
-    # A whole site at once: hash joins and big sorts, whatever the statistics say
-    # (right after a bulk load they are empty and the planner picks nested loops).
-    conn.execute("SET LOCAL enable_nestloop = off")
-    conn.execute("SET LOCAL work_mem = '256MB'")
-    conn.execute("DELETE FROM person_sessions WHERE site_id = %(site)s", params)
-    conn.execute("DELETE FROM person_profiles WHERE site_id = %(site)s", params)
-    # The site's events with their persons, once, for both statements.
+    if persons is None:
+        # A whole site at once: hash joins and big sorts, whatever the statistics say
+        # (right after a bulk load they are empty and the planner picks nested loops).
+        conn.execute("SET LOCAL enable_nestloop = off")
+        conn.execute("SET LOCAL work_mem = '256MB'")
+    else:
+        for kind, value in conn.execute(_PERSONS_IDS, params).fetchall():
+            params["users" if kind == USER else "anonymous"].append(value)
+    conn.execute(f"DELETE FROM person_sessions WHERE {_WHERE_PERSONS}", params)
+    conn.execute(f"DELETE FROM person_profiles WHERE {_WHERE_PERSONS}", params)
+    # The events with their persons, once, for both statements.
     conn.execute("DROP TABLE IF EXISTS pg_temp.profile_events")
     conn.execute(ATTRIBUTED, params)
     conn.execute("ANALYZE pg_temp.profile_events")
     conn.execute(REBUILD_PERSON_SESSIONS, params)
-    return conn.execute(REBUILD_PROFILES, params).rowcount
+    count = conn.execute(REBUILD_PROFILES, params).rowcount
+    conn.execute("DROP TABLE pg_temp.profile_events")
+    if persons is None:
+        conn.execute("RESET enable_nestloop")
+        conn.execute("RESET work_mem")
+    return count
