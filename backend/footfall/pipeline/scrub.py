@@ -57,12 +57,13 @@ _SEVEN_DIGITS = re.compile(r"\d(?:[ .\-/()]{0,2}\d){6}")
 _WORDS = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
 # IP address candidates, confirmed by ``ipaddress`` before they are replaced. IPv4: four
 # dotted numbers not glued to a word, a dot or a ``name/`` (so ``Chrome/120.0.0.0`` and
-# ``v1.2.3.4`` are versions, while ``http://10.0.0.1/`` and a sentence's last word are
-# addresses). IPv6: hex groups
-# and colons (a zone id allowed), not glued to a word or another colon.
-_IPV4 = re.compile(r"(?<![\w.\-])(?<!\w/)(?:\d{1,3}\.){3}\d{1,3}(?!\w|[.\-]\d)")
+# ``v1.2.3.4`` are versions, while a sentence's last word is an address). IPv6: hex groups
+# and colons (a zone id allowed), not glued to a word or another colon. A URL's host
+# (``http://10.0.0.1:8080/``, ``http://[::1]/``) is the address of the site's server, not
+# of a person, and the data team needs it to tell pages apart: it is kept.
+_IPV4 = re.compile(r"(?<![\w.\-])(?<!\w/)(?<!://)(?:\d{1,3}\.){3}\d{1,3}(?!\w|[.\-]\d)")
 _IPV6 = re.compile(
-    r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|(?<=:))(?:%\w+)?(?![\w:])"
+    r"(?<![\w:.])(?<!://\[)(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|(?<=:))(?:%\w+)?(?![\w:])"
 )
 
 
