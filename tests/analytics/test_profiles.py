@@ -13,6 +13,7 @@ from unittest.mock import ANY
 import psycopg
 import pytest
 
+from footfall.storage.privacy import erase_subject, export_subject
 from footfall.storage.profiles import rebuild
 from tests.analytics.messages import T0, alias, identify, page, post, track
 from tests.cli.test_cli import footfall
@@ -281,3 +282,45 @@ def test_rebuild_of_some_persons(collector: Collector) -> None:
         p for p in before[0] if p["person_id"] != third
     ]
     assert next(p for p in after[0] if p["person_id"] == third)["events"] == 0  # not asked
+
+
+def test_erasure_of_a_device_recomputes_the_remaining_profile(collector: Collector) -> None:
+    site_id, key = new_site(collector)
+    post(collector.base_url, key, [
+        page("phone", "/secret-landing", session="p", ua="iphone", minutes=0),
+        page("phone", "/secret-2", session="p", ua="iphone", minutes=1),
+        identify("phone", "erin", session="p", ua="iphone", minutes=2),
+        identify("laptop", "erin", session="l", ua="edge", minutes=60),
+        page("laptop", "/home", session="l", ua="edge", minutes=61),
+    ])  # fmt: skip
+    erin = person(collector.dsn, site_id, "laptop")
+    assert profile_of(collector.dsn, site_id, erin)["events"] == 5
+    keyring = collector.server.app.state.footfall.keyring
+    with psycopg.connect(collector.dsn) as conn:
+        erase_subject(conn, site_id, "anonymous_id", "phone", keyring)
+    row = profile_of(collector.dsn, site_id, erin)
+    assert row["events"] == 3  # the phone's anonymous page views are gone
+    assert row["first_touch_page"] == "/home"  # nothing of the erased pages is left
+    assert "secret" not in str(snapshot(collector.dsn, site_id))
+    assert snapshot(collector.dsn, site_id) == rebuilt(collector.dsn, site_id)
+
+
+def test_erasure_of_a_user_removes_profile_rows(collector: Collector) -> None:
+    site_id, key = new_site(collector)
+    post(collector.base_url, key, [
+        identify("f1", "frank", session="x", minutes=0),
+        page("f1", "/a", session="x", minutes=1),
+        page("g1", "/b", session="y", minutes=2),
+    ])  # fmt: skip
+    frank = person(collector.dsn, site_id, "f1")
+    keyring = collector.server.app.state.footfall.keyring
+    with psycopg.connect(collector.dsn) as conn:
+        export = export_subject(conn, site_id, "user_id", "frank", keyring)
+        assert [r["person_id"] for r in export["tables"]["person_profiles"]] == [frank]
+        assert len(export["tables"]["person_sessions"]) == 1
+        erased = erase_subject(conn, site_id, "user_id", "frank", keyring)
+    assert erased["deleted"]["person_profiles"] == 1
+    assert erased["deleted"]["person_sessions"] == 1
+    profiles, sessions = snapshot(collector.dsn, site_id)
+    assert [p["person_id"] for p in profiles] == [person(collector.dsn, site_id, "g1")]
+    assert all(s["person_id"] != frank for s in sessions)

@@ -40,7 +40,7 @@ def register(sub: Any) -> None:
     rebuild = commands.add_parser(
         "rebuild",
         help="recompute person_profiles and person_sessions from events (after an upgrade,"
-        " an erasure of a device, or to check them)",
+        " or to check them)",
     )
     rebuild.add_argument("--site", help="only this site (by name)")
     rebuild.set_defaults(func=cmd_rebuild)

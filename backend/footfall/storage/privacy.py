@@ -24,6 +24,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from footfall.pipeline.privacy import Keyring
+from footfall.storage import profiles
 from footfall.storage.consent import suppression_hash
 
 SUBJECT_KINDS = ("user_id", "anonymous_id", "person")
@@ -294,6 +295,18 @@ def export_subject(
     }
 
 
+def _persons_of_ids(conn: psycopg.Connection[Any], subject: Subject) -> list[int]:
+    """The canonical persons the subject's anonymous and user ids resolve to."""
+    rows = conn.execute(
+        "SELECT DISTINCT COALESCE(p.merged_into, p.id) FROM identities i"
+        " JOIN persons p ON p.id = i.person_id WHERE i.site_id = %(site)s"
+        " AND ((i.kind = 'anonymous' AND i.value = ANY(%(anon)s::text[]))"
+        " OR (i.kind = 'user' AND i.value = ANY(%(users)s::text[])))",
+        subject.params(),
+    )
+    return sorted(r[0] for r in rows)
+
+
 def erase_subject(
     conn: psycopg.Connection[Any],
     site_id: int,
@@ -311,6 +324,7 @@ def erase_subject(
     erased ids so their future messages are refused.
     """
     subject = resolve(conn, site_id, kind, value, keyring)
+    touched = _persons_of_ids(conn, subject)
     counts: dict[str, int] = {}
     for table in _fk_order(conn, _tables(conn)):
         where = _where(table, subject.kind)
@@ -322,6 +336,13 @@ def erase_subject(
         )
         if cursor.rowcount:
             counts[table.name] = cursor.rowcount
+    # A person who keeps other ids (a logged-in person, erased device) lost some
+    # events: their live profile is recomputed from what is left.
+    survivors = [
+        r[0] for r in conn.execute("SELECT id FROM persons WHERE id = ANY(%s)", (touched,))
+    ]
+    if survivors and "person_profiles" in {t.name for t in _tables(conn)}:
+        profiles.rebuild(conn, site_id, survivors)
     key = keyring.current
     if suppress:
         entries = {
