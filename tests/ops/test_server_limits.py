@@ -151,3 +151,15 @@ def _wait_for(condition, timeout: float = 5.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         time.sleep(0.05)
+
+
+def test_pipelined_requests_are_answered(strict_server: ServerThread) -> None:
+    sock = _connect(strict_server)
+    request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    sock.sendall(request * 3)
+    answers = b""
+    while answers.count(b"HTTP/1.1 200") < 3:
+        chunk = sock.recv(65536)
+        assert chunk, answers
+        answers += chunk
+    sock.close()

@@ -130,6 +130,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._header_timer = None
         if self.transport.is_closing():
             return
+        if self.cycle is not None and not self.cycle.response_complete:
+            # A pipelined request's headers arrived while the previous one is
+            # still being answered: its time starts when that answer is sent.
+            self._arm_header_timer()
+            return
         if self._header_bytes == 0 and (self.cycle is None or self.cycle.response_complete):
             self.transport.close()  # idle: nothing was asked, nothing to answer
             return
