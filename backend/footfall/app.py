@@ -44,6 +44,7 @@ from footfall.storage.segments import SegmentsStep, Sweeper
 from footfall.storage.sessions import sessions_step
 from footfall.storage.sites import SiteCache, ensure_demo_site
 from footfall.storage.writer import TxStep, Writer
+from footfall.webhooks.dispatcher import DispatchConfig, Dispatcher
 
 log = logging.getLogger("footfall")
 
@@ -137,6 +138,12 @@ def create_app(settings: Settings | None = None, *, migrate_on_start: bool = Tru
         )
         if settings.demo_enabled:
             state.demo_write_key = await ensure_demo_site(pool)
+        if settings.webhook_dispatcher:
+            assert state.keyring is not None
+            state.webhooks = Dispatcher(
+                pool, dsn, state.keyring, DispatchConfig.from_settings(settings)
+            )
+            state.webhooks.start()
         app.state.footfall = state
         sampler = asyncio.create_task(metrics.sample_forever(state), name="footfall-metrics")
         sweeper = None
@@ -158,6 +165,8 @@ def create_app(settings: Settings | None = None, *, migrate_on_start: bool = Tru
                 sweeper.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await sweeper
+            if state.webhooks is not None:
+                await state.webhooks.close()
             await writer.close()  # commits and answers what is in flight
             await pool.close()
             if geo is not None:

@@ -99,6 +99,8 @@ def logging_config(level: str = "info", fmt: str = "json") -> dict[str, Any]:
             "uvicorn": {"handlers": [], "level": level.upper(), "propagate": True},
             "uvicorn.error": {"handlers": [], "level": level.upper(), "propagate": True},
             "alembic.runtime.plugins": {"level": "WARNING"},  # a line per plugin, each start
+            # A line per webhook request, with the endpoint's full URL (it may hold a token).
+            "httpx": {"level": "WARNING"},
             # It prints client addresses; the middleware logs each request instead.
             "uvicorn.access": {"handlers": [], "level": "CRITICAL", "propagate": False},
         },

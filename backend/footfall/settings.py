@@ -110,6 +110,18 @@ class Settings(BaseSettings):
     segments_sweeper: bool = True
     segments_sweep_interval_s: float = Field(default=0.5, gt=0, le=60)
 
+    # Webhooks (docs/webhooks.md): the dispatcher each collector process runs, and
+    # the delivery policy of the outbox.
+    webhook_dispatcher: bool = True
+    webhook_max_attempts: int = Field(default=15, ge=1, le=100)
+    webhook_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    webhook_lease_s: float = Field(default=60.0, gt=0)
+    webhook_backoff_base_s: float = Field(default=10.0, gt=0)
+    webhook_backoff_max_s: float = Field(default=21600.0, gt=0)
+    webhook_concurrency: int = Field(default=16, ge=1, le=1000)
+    webhook_poll_s: float = Field(default=5.0, gt=0)
+    webhook_retention_days: int = Field(default=7, ge=0)
+
     tracker_path: str = "/a/s.js"
     demo: bool | None = None  # default: on with the embedded database
     log_level: str = "info"
@@ -182,6 +194,12 @@ class Settings(BaseSettings):
             if secret == DEV_PII_KEY and not lenient:
                 raise ValueError("FOOTFALL_PII_PREVIOUS_KEYS holds the development key")
             ids.append(key_id)
+        if self.webhook_lease_s < self.webhook_timeout_s + 5:
+            # A claim must outlive the request it covers, or a second dispatcher
+            # would send the same message while the first is still waiting.
+            raise ValueError(
+                "FOOTFALL_WEBHOOK_LEASE_S must exceed FOOTFALL_WEBHOOK_TIMEOUT_S by at least 5"
+            )
         if self.admin_token is not None and not lenient and len(self.admin_token) < 24:
             raise ValueError("FOOTFALL_ADMIN_TOKEN must be at least 24 characters")
         return self

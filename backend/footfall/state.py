@@ -15,6 +15,7 @@ from footfall.storage.salts import SaltStore
 from footfall.storage.segments import SegmentsStep
 from footfall.storage.sites import SiteCache
 from footfall.storage.writer import Writer
+from footfall.webhooks.dispatcher import Dispatcher
 
 
 @dataclass(slots=True)
@@ -35,6 +36,8 @@ class AppState:
     keyring: Keyring | None = None
     # Segments (issue 10): the writer's step, whose definitions the pull endpoints share.
     segments: SegmentsStep | None = None
+    # Webhooks (issue 10): this process's outbox dispatcher, unless turned off.
+    webhooks: Dispatcher | None = None
 
     @property
     def reader_dsn(self) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from footfall.cli import partitions, privacy, profiles, segments
+from footfall.cli import partitions, privacy, profiles, segments, webhooks
 from footfall.settings import Settings
 
 
@@ -243,6 +243,7 @@ def parser() -> argparse.ArgumentParser:
     privacy.register(sub)
     profiles.register(sub)
     segments.register(sub)
+    webhooks.register(sub)
     return root
 
 

@@ -495,3 +495,58 @@ segment_memberships = Table(
     ),
     Index(None, "site_id", "segment_key", "entered_at"),
 )
+
+# --- webhooks (storage/webhooks.py, docs/webhooks.md) -----------------------------------
+
+# Where a site's webhooks go. The signing secret must be recoverable to sign, so it
+# is sealed (AES-GCM, key derived from the PII key named by ``secret_key_id``),
+# never stored or logged in clear.
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    Column("site_id", Integer, ForeignKey("sites.id"), nullable=False),
+    Column("name", Text, nullable=False),
+    Column("url", Text, nullable=False),
+    Column("secret_sealed", LargeBinary, nullable=False),
+    Column("secret_key_id", Text, nullable=False),
+    Column("enabled", Boolean, nullable=False, server_default=text("true")),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=NOW),
+    PrimaryKeyConstraint("site_id", "name"),
+)
+
+# The transactional outbox: one row per (message, endpoint), written in the
+# transaction that decided to send it; the dispatcher claims due rows with
+# FOR UPDATE SKIP LOCKED and a lease (``next_attempt_at`` pushed ahead by the
+# claim), so a collector killed mid-flight leaves rows that fall due again.
+# No foreign key to webhook_endpoints: a name unknown at enqueue is kept, as
+# ``undeliverable``, so a misconfiguration is visible and nothing is lost.
+webhook_outbox = Table(
+    "webhook_outbox",
+    metadata,
+    Column("site_id", Integer, ForeignKey("sites.id"), nullable=False),
+    Column("id", BigInteger, Identity(), nullable=False),
+    Column("endpoint", Text, nullable=False),
+    Column("message_id", Text, nullable=False),
+    Column("event_type", Text, nullable=False),
+    Column("data", JSONB, nullable=False),
+    Column("person_id", BigInteger),
+    Column("status", Text, nullable=False, server_default=text("'pending'")),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False, server_default=NOW),
+    Column("claim", Text),
+    Column("last_status", Integer),
+    Column("last_error", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=NOW),
+    Column("delivered_at", DateTime(timezone=True)),
+    PrimaryKeyConstraint("site_id", "id"),
+    UniqueConstraint("site_id", "endpoint", "message_id"),
+    CheckConstraint(
+        "status IN ('pending', 'delivered', 'dead', 'cancelled', 'undeliverable')",
+        name="status",
+    ),
+    # The dispatcher's "what is due" (all sites at once).
+    Index(None, "next_attempt_at", postgresql_where=text("status = 'pending'")),
+    Index(None, "site_id", "person_id", postgresql_where=text("person_id IS NOT NULL")),
+    Index(None, "site_id", "status", "id"),
+    Index(None, "created_at"),
+)

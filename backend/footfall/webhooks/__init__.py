@@ -1,0 +1,1 @@
+"""Webhooks (issue 10): signed, at-least-once delivery of the transactional outbox."""

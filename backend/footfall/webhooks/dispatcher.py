@@ -1,0 +1,390 @@
+"""The dispatcher: sends the outbox, at least once, from any number of collector processes.
+
+Each process runs one (in the collector's lifespan, or alone: ``footfall webhooks
+dispatch``). It sleeps until a NOTIFY from an enqueuing transaction, the next
+retry falling due, or the poll interval; claims due rows (storage/webhooks.py:
+SKIP LOCKED plus a lease), sends each as a signed POST, and records the answer:
+2xx is delivered, anything else is retried with backoff (retry.py) or, after the
+last attempt, dead. A dispatcher killed mid-flight records nothing; its rows
+fall due again when their lease ends, and another (or the restarted) one sends them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+import psycopg
+from prometheus_client import Counter, Histogram
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from footfall import __version__
+from footfall.pipeline.privacy import Keyring
+from footfall.pipeline.scrub import redact_text
+from footfall.settings import Settings
+from footfall.storage import webhooks as outbox
+from footfall.webhooks import message
+from footfall.webhooks.retry import RetryPolicy, decide, parse_retry_after
+from footfall.webhooks.sealing import SealError, unseal
+
+log = logging.getLogger(__name__)
+
+DELIVERIES = Counter(
+    "footfall_webhook_deliveries",
+    "Webhook attempts by outcome: delivered (2xx), retry (failed, tried again later),"
+    " dead (failed, no attempt left), lost (the answer came after the claim was lost)",
+    ["outcome"],
+)
+DELIVERY_LATENCY = Histogram(
+    "footfall_webhook_delivery_latency_seconds",
+    "From the enqueuing transaction to the receiver's 2xx, retries included",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60, 600, 3600, 21600),
+)
+ATTEMPT_SECONDS = Histogram(
+    "footfall_webhook_attempt_duration_seconds",
+    "One HTTP attempt, from sending to the receiver's answer (or the timeout)",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+
+MAX_REDIRECTS = 3
+PRUNE_BATCH = 10_000
+UNSIGNABLE_PAUSE_S = 60.0
+ERROR_BODY_BYTES = 200  # of a failed answer, kept (redacted) in last_error; never more
+_DB_ERRORS = (psycopg.OperationalError, PoolTimeout, OSError)
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchConfig:
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+    timeout_s: float = 10.0
+    lease_s: float = 60.0
+    concurrency: int = 16
+    poll_s: float = 5.0
+    retention_days: int = 7
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DispatchConfig:
+        return cls(
+            policy=RetryPolicy(
+                max_attempts=settings.webhook_max_attempts,
+                base_s=settings.webhook_backoff_base_s,
+                max_delay_s=settings.webhook_backoff_max_s,
+            ),
+            timeout_s=settings.webhook_timeout_s,
+            lease_s=settings.webhook_lease_s,
+            concurrency=settings.webhook_concurrency,
+            poll_s=settings.webhook_poll_s,
+            retention_days=settings.webhook_retention_days,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """What one POST came to: the status (None: no answer) and, if it failed, why."""
+
+    status: int | None
+    error: str | None = None
+    retry_after_s: float | None = None
+
+    local: bool = False  # this dispatcher could not send it (no key): not the receiver's fault
+
+    @property
+    def delivered(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+
+class Dispatcher:
+    """One per process; :meth:`run` until :meth:`close`."""
+
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        dsn: str,
+        keyring: Keyring,
+        config: DispatchConfig,
+        *,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._pool = pool
+        self._dsn = dsn
+        self._keyring = keyring
+        self._config = config
+        self._rng = rng or random.Random()
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._task: asyncio.Task[None] | None = None
+        self._listener: asyncio.Task[None] | None = None
+        self._client = httpx.AsyncClient(
+            follow_redirects=False,  # redirects are decided per hop in _post
+            timeout=httpx.Timeout(config.timeout_s),
+            headers={"user-agent": f"Footfall-Webhooks/{__version__}"},
+            limits=httpx.Limits(max_connections=config.concurrency),
+        )
+        self._last_prune = 0.0
+        # Endpoints whose secret this process cannot open (its PII keys differ from
+        # the sealer's): left to other dispatchers for a while, (site, name) -> until.
+        self._unsignable: dict[tuple[int, str], float] = {}
+        self.sent = 0  # attempts made by this dispatcher (tests, logs)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self.run(), name="footfall-webhooks")
+
+    async def close(self, grace_s: float = 5.0) -> None:
+        """Stop claiming; give in-flight attempts ``grace_s`` to finish. What does not finish
+        keeps its claim until the lease ends and is then sent again (by anyone)."""
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), timeout=grace_s + 1)
+            except TimeoutError:
+                self._task.cancel()
+            self._task = None
+        if self._inflight:
+            _, pending = await asyncio.wait(self._inflight, timeout=grace_s)
+            for task in pending:
+                task.cancel()
+        await self._client.aclose()
+
+    async def run(self) -> None:
+        self._listener = asyncio.create_task(self._listen(), name="footfall-webhooks-listen")
+        try:
+            while not self._stopping:
+                self._wake.clear()
+                wait_s = await self._step()
+                if wait_s > 0 and not self._stopping:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), timeout=wait_s)
+        finally:
+            self._listener.cancel()
+
+    async def _step(self) -> float:
+        """Claim and start what is due; how long to sleep unless woken."""
+        free = self._config.concurrency - len(self._inflight)
+        if free <= 0:
+            return self._config.poll_s  # a finishing attempt wakes the loop
+        now = time.monotonic()
+        self._unsignable = {k: until for k, until in self._unsignable.items() if until > now}
+        try:
+            async with self._pool.connection() as conn:
+                claimed = await outbox.claim_due(
+                    conn,
+                    limit=free,
+                    lease_s=self._config.lease_s,
+                    claim=uuid.uuid4().hex,
+                    max_attempts=self._config.policy.max_attempts,
+                    skip=self._unsignable.keys(),
+                    rng=self._rng,
+                )
+                next_due = (
+                    None
+                    if len(claimed) == free
+                    else await outbox.seconds_to_next_due(conn, self._config.policy.max_attempts)
+                )
+                await self._maybe_prune(conn)
+        except _DB_ERRORS as exc:
+            log.warning("webhooks: database unavailable (%s); retrying", type(exc).__name__)
+            return min(self._config.poll_s, 2.0)
+        except Exception:
+            # E.g. a schema not migrated yet: the loop must outlive it, as the writer's does.
+            log.exception("webhooks: claiming failed; retrying")
+            return self._config.poll_s
+        for item in claimed:
+            task = asyncio.create_task(self._deliver(item))
+            self._inflight.add(task)
+            task.add_done_callback(self._finished)
+        if len(claimed) == free:
+            return 0.0
+        if next_due is None:
+            return self._config.poll_s
+        if next_due < 0.05 and self._unsignable:
+            return self._config.poll_s  # what is due may be what this process skips
+        # Due now but not claimable: held by another dispatcher's claim statement.
+        return min(max(next_due, 0.05), self._config.poll_s)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._inflight.discard(task)
+        self._wake.set()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("webhooks: delivery task failed", exc_info=task.exception())
+
+    async def _listen(self) -> None:
+        delay = 0.5
+        while not self._stopping:
+            try:
+                await outbox.listen(self._dsn, self._wake.set)
+            except (psycopg.Error, OSError) as exc:
+                log.warning("webhooks: LISTEN connection lost (%s)", type(exc).__name__)
+            await asyncio.sleep(delay)  # polling covers the gap
+            delay = min(delay * 2, 30.0)
+
+    async def _maybe_prune(self, conn: outbox.AsyncConn) -> None:
+        if self._config.retention_days <= 0 or time.monotonic() - self._last_prune < 3600:
+            return
+        self._last_prune = time.monotonic()
+        deleted = 0
+        for _ in range(100):  # bounded batches, so one step never holds on for long
+            batch = await outbox.prune(conn, self._config.retention_days, PRUNE_BATCH)
+            deleted += batch
+            if batch < PRUNE_BATCH:
+                break
+        if deleted:
+            log.info("webhooks: pruned %d finished outbox rows", deleted)
+
+    async def _deliver(self, item: outbox.Claimed) -> None:
+        attempt = await self._attempt(item)
+        self.sent += 1
+        try:
+            async with self._pool.connection() as conn:
+                if attempt.delivered:
+                    assert attempt.status is not None
+                    latency = await outbox.record_delivered(conn, item, attempt.status)
+                    if latency is None:
+                        DELIVERIES.labels("lost").inc()
+                    else:
+                        DELIVERIES.labels("delivered").inc()
+                        DELIVERY_LATENCY.observe(latency)
+                    return
+                if attempt.local:
+                    await self._hand_back(conn, item, attempt)
+                    return
+                decision = decide(
+                    item.attempts,
+                    attempt.status,
+                    attempt.retry_after_s,
+                    self._config.policy,
+                    self._rng,
+                )
+                recorded = await outbox.record_failure(
+                    conn,
+                    item,
+                    status=attempt.status,
+                    error=attempt.error or "failed",
+                    dead=decision.dead,
+                    retry_in_s=decision.delay_s,
+                )
+        except _DB_ERRORS as exc:
+            # The claim stays; the row is due again when its lease ends.
+            log.warning(
+                "webhooks: could not record attempt %d of outbox row %d/%d (%s)",
+                item.attempts,
+                item.site_id,
+                item.id,
+                type(exc).__name__,
+            )
+            return
+        outcome = "lost" if not recorded else "dead" if decision.dead else "retry"
+        DELIVERIES.labels(outcome).inc()
+        log.info(
+            "webhooks: %s to endpoint %r of site %d failed (attempt %d): %s; %s",
+            item.message_id,
+            item.endpoint,
+            item.site_id,
+            item.attempts,
+            attempt.error,
+            "dead letter" if decision.dead else f"next in {decision.delay_s:.1f}s",
+        )
+
+    async def _hand_back(
+        self, conn: outbox.AsyncConn, item: outbox.Claimed, attempt: Attempt
+    ) -> None:
+        """A secret this process cannot open: a configuration fault here, not the receiver's.
+        The message goes back uncounted, due at once for the other dispatchers; this one
+        leaves the endpoint alone for a minute (so if no dispatcher can open it, it waits,
+        pending, with the reason in last_error, instead of dying)."""
+        self._unsignable[(item.site_id, item.endpoint)] = time.monotonic() + UNSIGNABLE_PAUSE_S
+        await outbox.record_failure(
+            conn,
+            item,
+            status=None,
+            error=attempt.error or "cannot sign",
+            dead=False,
+            retry_in_s=0.0,
+            counted=False,
+        )
+        log.error(
+            "webhooks: cannot sign for endpoint %r of site %d: %s (are FOOTFALL_PII_KEY and"
+            " FOOTFALL_PII_PREVIOUS_KEYS the same on every collector?)",
+            item.endpoint,
+            item.site_id,
+            attempt.error,
+        )
+
+    async def _attempt(self, item: outbox.Claimed) -> Attempt:
+        try:
+            secret = unseal(
+                item.secret_sealed, item.secret_key_id, self._keyring, item.site_id, item.endpoint
+            )
+            key = message.secret_key(secret)
+        except (SealError, ValueError) as exc:
+            return Attempt(None, f"cannot sign: {exc}", local=True)
+        payload = message.body(item.event_type, item.created_at, item.data)
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self._config.timeout_s):
+                return await self._post(item.url, key, item.message_id, payload)
+        except TimeoutError:
+            return Attempt(None, f"no answer within {self._config.timeout_s:g}s")
+        except httpx.HTTPError as exc:
+            return Attempt(None, f"request failed: {type(exc).__name__} {_clean(str(exc))}")
+        finally:
+            ATTEMPT_SECONDS.observe(time.perf_counter() - started)
+
+    async def _post(self, url: str, key: bytes, message_id: str, payload: bytes) -> Attempt:
+        for _ in range(MAX_REDIRECTS + 1):
+            headers = message.headers(key, message_id, int(time.time()), payload)
+            request = self._client.build_request("POST", url, content=payload, headers=headers)
+            response = await self._client.send(request, stream=True)
+            try:
+                status = response.status_code
+                if 200 <= status < 300:
+                    return Attempt(status)
+                location = response.headers.get("location")
+                if status in (307, 308) and location:
+                    target = urljoin(url, location)
+                    if _same_origin(url, target):
+                        url = target
+                        continue
+                if 300 <= status < 400:
+                    return Attempt(
+                        status,
+                        f"HTTP {status}: redirect not followed (only 307/308 to the same"
+                        " scheme, host and port are)",
+                    )
+                retry_after = parse_retry_after(
+                    response.headers.get("retry-after"), datetime.now(UTC)
+                )
+                snippet = await _read_prefix(response, ERROR_BODY_BYTES)
+                return Attempt(status, f"HTTP {status}: {snippet}".rstrip(": "), retry_after)
+            finally:
+                await response.aclose()
+        return Attempt(None, f"more than {MAX_REDIRECTS} redirects")
+
+
+def _same_origin(a: str, b: str) -> bool:
+    pa, pb = urlsplit(a), urlsplit(b)
+    return (pa.scheme, pa.hostname, pa.port) == (pb.scheme, pb.hostname, pb.port)
+
+
+async def _read_prefix(response: httpx.Response, limit: int) -> str:
+    """The start of a failed answer's body (the rest is never read), as one clean line."""
+    data = b""
+    async for chunk in response.aiter_raw():
+        data += chunk
+        if len(data) >= limit:
+            break
+    return _clean(data[:limit].decode("utf-8", "replace"))
+
+
+def _clean(text: str) -> str:
+    """One line, no emails or phone numbers: it is stored and shown by the CLI."""
+    return redact_text(" ".join(text.split()))[:ERROR_BODY_BYTES]

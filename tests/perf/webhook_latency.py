@@ -1,0 +1,159 @@
+"""Webhook latency: ``python -m tests.perf.webhook_latency`` (see docs/benchmark.md#webhooks).
+
+From the commit of the transaction that enqueued a webhook to its arrival at a
+loopback receiver (which verifies every signature with the ``standardwebhooks``
+package), with real ``footfall webhooks dispatch`` processes at their default
+settings (so the dispatcher is woken by the enqueuing transaction's NOTIFY, not
+by its poll). Scenarios: one message per transaction at a steady rate with one
+dispatcher and with three; then a burst of many messages in one transaction.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from footfall.storage import webhooks
+from footfall.webhooks.message import generate_secret
+from tests.support import (
+    LOCAL_PG,
+    embedded_postgres,
+    local_postgres_available,
+    make_site,
+    scratch_database,
+)
+from tests.webhooks.conftest import DispatchProcess, add_endpoint, outbox, wait_until
+from tests.webhooks.receiver import Receiver
+
+DEFAULTS = {  # the shipped settings, not the tests' fast ones
+    "FOOTFALL_WEBHOOK_TIMEOUT_S": "10",
+    "FOOTFALL_WEBHOOK_LEASE_S": "60",
+    "FOOTFALL_WEBHOOK_BACKOFF_BASE_S": "10",
+    "FOOTFALL_WEBHOOK_POLL_S": "5",
+    "FOOTFALL_LOG_LEVEL": "warning",
+}
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
+
+
+def _figures(latencies: list[float]) -> dict[str, float]:
+    ms = [v * 1000 for v in latencies]
+    return {
+        "n": len(ms),
+        "p50_ms": round(_percentile(ms, 0.50), 2),
+        "p95_ms": round(_percentile(ms, 0.95), 2),
+        "p99_ms": round(_percentile(ms, 0.99), 2),
+        "max_ms": round(max(ms), 2),
+        "mean_ms": round(statistics.fmean(ms), 2),
+    }
+
+
+async def _enqueue_paced(
+    dsn: str, site_id: int, prefix: str, count: int, rate: float
+) -> dict[str, float]:
+    """One message per transaction, ``rate`` a second; commit time of each id."""
+    committed: dict[str, float] = {}
+    async with await psycopg.AsyncConnection.connect(dsn) as conn:
+        start = time.perf_counter()
+        for n in range(count):
+            due = start + n / rate
+            await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            message_id = f"{prefix}-{n}"
+            data = {"segment": "bench", "person_id": n, "anonymous_id": f"a{n}"}
+            await webhooks.enqueue(conn, site_id, ["bench"], "segment.entered", data, message_id)
+            await conn.commit()
+            committed[message_id] = time.time()
+    return committed
+
+
+async def _enqueue_burst(
+    dsn: str, site_id: int, prefix: str, count: int
+) -> tuple[list[str], float]:
+    async with await psycopg.AsyncConnection.connect(dsn) as conn:
+        messages = [
+            webhooks.Message(
+                site_id, ["bench"], "segment.entered", {"segment": "bench", "n": n}, f"{prefix}-{n}"
+            )
+            for n in range(count)
+        ]
+        await webhooks.enqueue_many(conn, messages)
+        await conn.commit()
+        return [m.message_id for m in messages], time.time()
+
+
+def run(dsn: str, *, count: int, rate: float, burst: int, log_dir: Path) -> dict[str, Any]:
+    site_id, _ = make_site(dsn)
+    secret = generate_secret()
+    results: dict[str, Any] = {"rate_per_s": rate}
+    with Receiver(secret) as receiver:
+        add_endpoint(dsn, site_id, "bench", receiver.url, secret)
+        for dispatchers in (1, 3):
+            procs = [
+                DispatchProcess(dsn, log_dir / f"bench-{dispatchers}-{i}.log", **DEFAULTS)
+                for i in range(dispatchers)
+            ]
+            try:
+                time.sleep(1.0)  # every dispatcher listening
+                prefix = f"steady{dispatchers}"
+                committed = asyncio.run(_enqueue_paced(dsn, site_id, prefix, count, rate))
+                receiver.wait_for(lambda got, c=committed: c.keys() <= {r.id for r in got}, 60)
+                arrivals = {r.id: r.at for r in receiver.received if r.id in committed}
+                latencies = [arrivals[i] - committed[i] for i in committed]
+                results[f"steady_{dispatchers}_dispatchers"] = _figures(latencies)
+
+                ids, at = asyncio.run(_enqueue_burst(dsn, site_id, f"burst{dispatchers}", burst))
+                receiver.wait_for(lambda got, s=set(ids): s <= {r.id for r in got}, 120)
+                last = max(r.at for r in receiver.received if r.id in set(ids))
+                results[f"burst_{dispatchers}_dispatchers"] = {
+                    "messages": burst,
+                    "last_arrival_s": round(last - at, 3),
+                    "messages_per_s": round(burst / (last - at), 1),
+                }
+            finally:
+                for proc in procs:
+                    proc.terminate()
+        wait_until(
+            lambda: all(r["status"] == "delivered" for r in outbox(dsn, site_id).values()),
+            what="all delivered",
+        )
+    counts = receiver.counts()
+    results["received"] = sum(counts.values())
+    results["duplicates"] = sum(n - 1 for n in counts.values())
+    results["unverified"] = sum(not r.verified for r in receiver.received)
+    return results
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--count", type=int, default=1000, help="messages per steady run")
+    parser.add_argument("--rate", type=float, default=100.0, help="transactions per second")
+    parser.add_argument("--burst", type=int, default=2000, help="messages in the burst")
+    parser.add_argument("--quick", action="store_true", help="200 messages, burst of 300")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.count, args.burst = 200, 300
+    admin = (
+        LOCAL_PG
+        if local_postgres_available()
+        else embedded_postgres(Path(tempfile.mkdtemp()) / "pg")
+    )
+    with scratch_database(admin) as dsn, tempfile.TemporaryDirectory() as logs:
+        results = run(dsn, count=args.count, rate=args.rate, burst=args.burst, log_dir=Path(logs))
+    print("webhook latency:", json.dumps(results, indent=2))
+    return results
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
