@@ -1,9 +1,11 @@
 // Build footfall.js with esbuild.
-//   node build.mjs          build dist/footfall.js (readable) and dist/footfall.min.js, print sizes
+//   node build.mjs          build dist/ (footfall.js readable, footfall.min.js and its .gz and .br),
+//                           print sizes and the gzip bytes each feature costs
 //   node build.mjs --check  rebuild into a temp dir; fail if dist/ differs or the gzip budget is exceeded
-//   node build.mjs --cost   print the gzip bytes each feature costs (build without it, compare)
+// A feature's cost is the full build's gzip size minus the size of a build
+// without it (its F_* constant false, its code removed as dead).
 import { build } from 'esbuild'
-import { gzipSync } from 'node:zlib'
+import { gzipSync, brotliCompressSync, constants as zlib } from 'node:zlib'
 import { readFileSync, writeFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, dirname } from 'node:path'
@@ -11,15 +13,37 @@ import { fileURLToPath } from 'node:url'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const { version } = JSON.parse(readFileSync(join(here, 'package.json'), 'utf8'))
-const BUDGET = 4096 // gzip bytes of dist/footfall.min.js
-const FEATURES = ['PAGES', 'CLICKS', 'SCROLL', 'HOVER', 'VIDEO', 'ENGAGEMENT', 'DATALAYER']
-const FILES = ['footfall.js', 'footfall.min.js']
+const BUDGET = 4608 // gzip bytes of dist/footfall.min.js
+const FEATURES = {
+  PAGES: 'automatic page views',
+  CLICKS: 'Element Clicked',
+  SCROLL: 'Scroll Depth Reached',
+  HOVER: 'Element Hovered',
+  VIDEO: 'video / audio',
+  ENGAGEMENT: 'Page Engaged',
+  DATALAYER: 'dataLayer bridge',
+  VIEWS: 'Element Viewed',
+  FORMS: 'Form Started / Submitted / Abandoned',
+  FRUSTRATION: 'Rage Click, Dead Click',
+  LIFECYCLE: 'bfcache, prerender, hash routing',
+  URL_SCRUB: 'sensitive URL parameters removed',
+  ID_COOKIE: 'anonymousId from the ff_id cookie',
+  ANSWERS: 'refusals/failures/errors in stats(), debug log',
+  SEGMENTS: 'segments API',
+}
+const FILES = ['footfall.js', 'footfall.min.js', 'footfall.min.js.gz', 'footfall.min.js.br']
 
-const gz = buf => gzipSync(buf, { level: 9 }).length
+// Deterministic settings: the committed .gz/.br must be byte-identical on every machine.
+const gzip = buffer => gzipSync(buffer, { level: 9 })
+const brotli = buffer =>
+  brotliCompressSync(buffer, {
+    params: { [zlib.BROTLI_PARAM_QUALITY]: 11, [zlib.BROTLI_PARAM_SIZE_HINT]: buffer.length },
+  })
+const gz = buffer => gzip(buffer).length
 
 async function bundle(minify, off = []) {
   const define = { VERSION: JSON.stringify(version) }
-  for (const f of FEATURES) define['F_' + f] = String(!off.includes(f))
+  for (const f in FEATURES) define['F_' + f] = String(!off.includes(f))
   const r = await build({
     entryPoints: [join(here, 'src/main.js')],
     bundle: true,
@@ -37,14 +61,26 @@ async function bundle(minify, off = []) {
 
 async function buildInto(dir) {
   mkdirSync(dir, { recursive: true })
-  const out = { 'footfall.js': await bundle(false), 'footfall.min.js': await bundle(true) }
+  const minified = await bundle(true)
+  const out = {
+    'footfall.js': await bundle(false),
+    'footfall.min.js': minified,
+    'footfall.min.js.gz': gzip(minified),
+    'footfall.min.js.br': brotli(minified),
+  }
   for (const f of FILES) writeFileSync(join(dir, f), out[f])
   return out
 }
 
-const report = out => {
-  for (const f of FILES) console.log(`${f.padEnd(16)} ${String(out[f].length).padStart(6)} B raw  ${String(gz(out[f])).padStart(5)} B gzip`)
-  console.log(`budget: ${gz(out['footfall.min.js'])} / ${BUDGET} B gzip (min)`)
+const report = async out => {
+  for (const f of FILES.slice(0, 2)) console.log(`${f.padEnd(20)} ${String(out[f].length).padStart(6)} B raw  ${String(gz(out[f])).padStart(5)} B gzip`)
+  console.log(`footfall.min.js.br    ${String(out['footfall.min.js.br'].length).padStart(6)} B brotli`)
+  const full = gz(out['footfall.min.js'])
+  console.log('feature costs (gzip bytes; overlapping helpers count with the feature removed last):')
+  for (const f in FEATURES)
+    console.log(`  ${f.toLowerCase().padEnd(12)} ${String(full - gz(await bundle(true, [f]))).padStart(5)}  ${FEATURES[f]}`)
+  console.log(`  core (no automatic events, no optional parts): ${gz(await bundle(true, Object.keys(FEATURES)))} B gzip`)
+  console.log(`budget: ${full} / ${BUDGET} B gzip (min)`)
 }
 
 const args = process.argv.slice(2)
@@ -53,7 +89,7 @@ if (args.includes('--check')) {
   let failed = false
   try {
     const out = await buildInto(tmp)
-    report(out)
+    await report(out)
     for (const f of FILES) {
       let committed
       try {
@@ -75,12 +111,6 @@ if (args.includes('--check')) {
   }
   if (failed) process.exit(1)
   console.log('check ok: dist/ is reproducible and within budget')
-} else if (args.includes('--cost')) {
-  const full = gz(await bundle(true))
-  console.log(`all features: ${full} B gzip`)
-  let core = await bundle(true, FEATURES)
-  for (const f of FEATURES) console.log(`${f.toLowerCase().padEnd(12)} ${String(full - gz(await bundle(true, [f]))).padStart(5)} B gzip`)
-  console.log(`core (no automatic events): ${gz(core)} B gzip`)
 } else {
-  report(await buildInto(join(here, 'dist')))
+  await report(await buildInto(join(here, 'dist')))
 }

@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, Response
 
 from footfall import __version__
 from footfall.api import admin, health, ingest, metrics, profiles, segments, site_assets
-from footfall.api.auth import cors_headers
+from footfall.api.auth import READABLE_ERRORS, cors_headers
 from footfall.api.openapi import describe_openapi
 from footfall.api.ratelimit import RateLimiter
 from footfall.errors import FootfallError, RejectedByDatabase, Unavailable
@@ -186,7 +186,10 @@ def create_app(settings: Settings | None = None, *, migrate_on_start: bool = Tru
         headers = dict(exc.headers)
         origin = getattr(request.state, "cors_origin", None)
         if origin:
-            headers.update(cors_headers(origin))
+            headers.update(cors_headers(origin, credentials=settings.id_cookie))
+        elif request.headers.get("origin") and exc.status in READABLE_ERRORS:
+            # Any origin: the tracker must see a wrong key as such, and not retry it.
+            headers.update(cors_headers(request.headers["origin"], credentials=settings.id_cookie))
         return JSONResponse(
             {"error": exc.code, "detail": exc.detail}, status_code=exc.status, headers=headers
         )

@@ -123,6 +123,11 @@ class Settings(BaseSettings):
     webhook_retention_days: int = Field(default=7, ge=0)
 
     tracker_path: str = "/a/s.js"
+    # First-party id cookie (ff_id) carrying the tracker's anonymousId, set on browser
+    # ingest answers when consent allows; see docs/tracker.md (ITP).
+    id_cookie: bool = False
+    id_cookie_domain: str | None = None  # e.g. example.com: shared by its subdomains
+    id_cookie_max_age_days: int = Field(default=400, ge=1, le=400)  # browsers cap at 400
     demo: bool | None = None  # default: on with the embedded database
     log_level: str = "info"
 

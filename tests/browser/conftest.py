@@ -41,8 +41,10 @@ def browser() -> Iterator[Any]:
         b.close()
 
 
-# Small intervals keep tests fast; each test can override any of them.
-FAST = {"flushInterval": 100, "retryDelay": 200}
+# Small intervals keep tests fast; each test can override any of them. Frustration
+# signals are off unless a test asks for them: a test page's links and buttons mostly
+# do nothing, which would add a Dead Click to every click.
+FAST = {"flushInterval": 100, "retryDelay": 200, "frustration": False}
 
 
 def snippet(tracker_url: str, options: dict[str, Any], before_init: str = "") -> str:

@@ -75,7 +75,13 @@ def test_other_4xx_is_dropped_not_retried(site):
     page.evaluate("footfall('track', 'Bad')")
     page.wait_for_timeout(1200)
     assert len(seen) == 1 and site.events() == []
-    assert page.evaluate("footfall('stats')") == {"queued": 0, "dropped": 1}
+    assert page.evaluate("footfall('stats')") == {
+        "queued": 0,
+        "dropped": 1,
+        "refused": {},
+        "failed": {},
+        "errors": {"400": 1},
+    }
     page.evaluate("footfall('track', 'Good')")
     site.wait_for("Good")
 

@@ -1,63 +1,67 @@
 (() => {
   // src/util.js
-  var W = window;
-  var D = document;
-  var N = navigator;
   var now = () => Date.now();
-  var uuid = () => ("10000000-1000-4000-8000" + -1e11).replace(/[018]/g, (c) => (c ^ crypto.getRandomValues(new Uint8Array(1))[0] & 15 >> c / 4).toString(16));
-  var on = (target, types, fn) => types.split(" ").map((t) => target.addEventListener(t, fn, { capture: true, passive: true }));
-  var ignored = (el) => el.closest("[data-ff-ignore]");
-  var round2 = (x) => +x.toFixed(2);
-  var text = (el) => el.textContent.replace(/\s+/g, " ").trim().slice(0, 100);
-  var selector = (el) => {
-    let parts = [], s, i;
-    for (; el && el.localName != "body" && parts.length < 5; el = el.parentElement) {
-      if (el.id) {
-        parts.unshift("#" + CSS.escape(el.id));
+  var uuid = () => ("10000000-1000-4000-8000" + -1e11).replace(/[018]/g, (digit) => (digit ^ crypto.getRandomValues(new Uint8Array(1))[0] & 15 >> digit / 4).toString(16));
+  var on = (target, types, listener) => {
+    for (const type of types.split(" ")) target.addEventListener(type, listener, { capture: true, passive: true });
+  };
+  var ignored = (element) => element.closest("[data-ff-ignore]");
+  var round2 = (number) => +number.toFixed(2);
+  var CLICKABLE = "a,button,[role=button],input[type=submit],[data-ff-track]";
+  var visibleText = (element) => element.textContent.replace(/\s+/g, " ").trim().slice(0, 100);
+  var selectorOf = (element) => {
+    const parts = [];
+    for (; element && element.localName != "body" && parts.length < 5; element = element.parentElement) {
+      const id = element.getAttribute("id");
+      if (id) {
+        parts.unshift("#" + CSS.escape(id));
         break;
       }
-      s = el.localName;
-      for (i of [...el.classList].slice(0, 2)) s += "." + CSS.escape(i);
-      i = [...el.parentNode.children].indexOf(el);
-      parts.unshift(i ? s + ":nth-child(" + (i + 1) + ")" : s);
+      let part = element.localName;
+      for (const className of [...element.classList].slice(0, 2)) part += "." + CSS.escape(className);
+      const position = [...element.parentNode.children].indexOf(element);
+      parts.unshift(position ? part + ":nth-child(" + (position + 1) + ")" : part);
     }
     return parts.join(">");
   };
-  var describe = (el) => ({
-    selector: selector(el),
-    tag: el.localName,
-    id: el.id,
-    classes: [...el.classList],
-    text: text(el)
+  var describe = (element) => ({
+    selector: selectorOf(element),
+    tag: element.localName,
+    id: element.id,
+    classes: [...element.classList],
+    text: visibleText(element)
   });
+  var watchDom = (onChange) => new MutationObserver(onChange).observe(document, { childList: true, subtree: true, attributes: true, characterData: true });
 
   // src/store.js
-  var enabled;
-  var P = "ff_";
-  var enable = (b) => enabled = b;
-  var get = (k) => {
+  var PREFIX = "ff_";
+  var writable;
+  var enable = (allowed2) => {
+    writable = allowed2;
+  };
+  var get = (key) => {
     try {
-      return JSON.parse(localStorage.getItem(P + k));
-    } catch (e) {
+      return JSON.parse(localStorage.getItem(PREFIX + key));
+    } catch (error) {
     }
   };
-  var set = (k, v, force) => {
+  var putJson = (key, json, force) => {
     try {
-      ;
-      (enabled || force) && localStorage.setItem(P + k, JSON.stringify(v));
-    } catch (e) {
+      if (writable || force) localStorage.setItem(PREFIX + key, json);
+    } catch (error) {
     }
   };
-  var del = (k) => {
+  var set = (key, value, force) => putJson(key, JSON.stringify(value), force);
+  var remove = (key) => {
     try {
-      localStorage.removeItem(P + k);
-    } catch (e) {
+      localStorage.removeItem(PREFIX + key);
+    } catch (error) {
     }
   };
-  var keys = (p) => {
+  var keys = (prefix) => {
     try {
-      return Object.keys(localStorage).filter((k) => !k.indexOf(P + p)).map((k) => k.slice(3));
-    } catch (e) {
+      return Object.keys(localStorage).filter((key) => key.startsWith(PREFIX + prefix)).map((key) => key.slice(PREFIX.length));
+    } catch (error) {
       return [];
     }
   };
@@ -68,6 +72,7 @@
     batchSize: 20,
     flushInterval: 1e3,
     retryDelay: 1e3,
+    credentials: "same-origin",
     respectGPC: true,
     pageviews: true,
     clicks: true,
@@ -78,394 +83,709 @@
     hoverMs: 500,
     video: true,
     engagement: true,
+    views: true,
+    viewSelector: "[data-ff-view]",
+    viewMs: 1e3,
+    viewThreshold: 0.5,
+    forms: true,
+    frustration: true,
+    sensitiveParams: [],
     sessionTimeout: 18e5,
     sessionMaxAge: 864e5
   };
-  var script = D.currentScript;
-  var o;
-  var configure = (opts) => {
-    o = { ...DEFAULTS, ...opts };
-    o.endpoint = (o.endpoint || new URL(script && script.src || location).origin).replace(/\/$/, "");
+  var script = document.currentScript;
+  var options;
+  var configure = (given) => {
+    options = { ...DEFAULTS, ...given };
+    options.endpoint = (options.endpoint || new URL(script && script.src || location).origin).replace(/\/$/, "");
   };
-
-  // src/transport.js
-  var Q = [];
-  var busy;
-  var timer;
-  var attempt = 0;
-  var key = "q" + Math.random().toString(36).slice(2);
-  var dropped = 0;
-  var later = (ms) => timer || (timer = setTimeout(() => (timer = 0, flush(1)), ms));
-  var save = () => {
-    while (Q.length > 1e3 || JSON.stringify(Q).length > 5e5) Q.shift(), dropped++;
-    Q.length ? set(key, Q) : del(key);
-  };
-  var start = () => on(W, "online", () => flush(1));
-  var adopt = () => {
-    let old = [];
-    keys("q").map((k) => k != key && (old = old.concat(get(k) || []), del(k)));
-    Q = old.concat(Q);
-    save();
-    later(0);
-  };
-  var push = (m) => {
-    Q.push(m);
-    save();
-    Q.length < o.batchSize ? later(o.flushInterval) : flush();
-  };
-  var stats = () => ({ queued: Q.length, dropped });
-  var flush = (retry) => {
-    if (busy || attempt && !retry || !Q.length) return;
-    clearTimeout(timer);
-    timer = 0;
-    busy = 1;
-    let batch = Q.slice(0, o.batchSize), body;
-    while ((body = JSON.stringify({ batch, sentAt: (/* @__PURE__ */ new Date()).toISOString(), writeKey: o.writeKey })).length > 6e4 && batch[1])
-      batch.pop();
-    const fail = (after) => {
-      busy = 0;
-      clearTimeout(timer);
-      timer = 0;
-      later(after >= 0 ? after * 1e3 : Math.min(o.retryDelay * 2 ** attempt, 6e4) * (0.5 + Math.random() / 2));
-      attempt++;
-    };
-    fetch(o.endpoint + o.apiPath, {
-      method: "POST",
-      body,
-      headers: { "Content-Type": "text/plain" },
-      keepalive: body.length < 65e3,
-      credentials: "omit"
-    }).then((r) => {
-      const s = r.status;
-      if (s == 429 || s > 499) return fail(parseFloat(r.headers.get("Retry-After")));
-      if (s > 399) dropped += batch.length;
-      busy = attempt = 0;
-      Q = Q.filter((m) => !batch.includes(m));
-      save();
-      flush();
-    }, fail);
-  };
+  var debugLog = (...details) => options.debug && console.warn("footfall:", ...details);
 
   // src/identity.js
   var anonymousId;
   var userId;
+  var idCookie = () => (document.cookie.match(/(?:^|; )ff_id=([\w-]+)/) || [])[1];
   var load = () => {
-    anonymousId = get("a") || uuid();
+    anonymousId = get("a") || idCookie() || uuid();
     userId = get("u");
   };
-  var save2 = () => {
+  var save = () => {
     set("a", anonymousId);
-    userId ? set("u", userId) : del("u");
+    userId ? set("u", userId) : remove("u");
   };
   var setUser = (id) => {
     userId = "" + id;
-    save2();
+    save();
   };
   var reset = () => {
     anonymousId = uuid();
     userId = null;
-    save2();
-  };
-
-  // src/session.js
-  var mem;
-  var touch = () => {
-    let t = now(), s = get("s") || mem, fresh;
-    if (!s || t - s.l > o.sessionTimeout || t - s.s > o.sessionMaxAge) s = { i: uuid(), s: t }, fresh = 1;
-    s.l = t;
-    set("s", mem = s);
-    return [s.i, fresh];
-  };
-  var endSession = () => {
-    mem = 0;
-    del("s");
+    save();
   };
 
   // src/consent.js
   var decision;
-  var loadConsent = () => decision = get("c");
-  var allowed = () => decision ? !!decision.analytics : o.respectGPC && N.globalPrivacyControl || o.respectDNT && N.doNotTrack == "1" ? false : o.requireConsent ? null : true;
-  var decide = (prefs) => {
-    let k, props = {};
+  var loadConsent = () => {
+    decision = get("c");
+  };
+  var allowed = () => {
+    if (decision) return !!decision.analytics;
+    if (options.respectGPC && navigator.globalPrivacyControl || options.respectDNT && navigator.doNotTrack == "1") return false;
+    return options.requireConsent ? null : true;
+  };
+  var decide = (preferences) => {
+    const properties = {};
     decision = {};
-    for (k in prefs) k == "policy_version" ? props[k] = "" + prefs[k] : decision[k] = props[k] = !!prefs[k];
-    return props;
+    for (const purpose in preferences) {
+      if (purpose == "policy_version") properties[purpose] = "" + preferences[purpose];
+      else decision[purpose] = properties[purpose] = !!preferences[purpose];
+    }
+    return properties;
   };
 
-  // src/page.js
-  var L = location;
-  var lastKey;
-  var pageInfo;
-  var key2 = () => L.href.split("#")[0];
-  var isNewPage = () => lastKey != key2();
-  var enterPage = () => {
-    if (!isNewPage()) return;
-    pageInfo = { url: L.href, path: L.pathname, referrer: lastKey || D.referrer, title: D.title, search: L.search };
-    lastKey = key2();
+  // src/segments.js
+  var knownSegments;
+  var receiveSegments = (list) => {
+    if (JSON.stringify(list) == JSON.stringify(knownSegments)) return;
+    knownSegments = list;
+    window.dispatchEvent(new CustomEvent("footfall:segments", { detail: { segments: list } }));
   };
-  var watchHistory = (onNav) => {
-    const H = history, later2 = () => setTimeout(onNav);
-    for (const f of ["pushState", "replaceState"]) {
-      const orig = H[f];
-      H[f] = function() {
-        later2();
-        return orig.apply(this, arguments);
+  var segments = (callback) => {
+    if (knownSegments) return callback(knownSegments);
+    if (allowed() !== true) return callback([]);
+    fetch(
+      options.endpoint + "/v1/segments?writeKey=" + encodeURIComponent(options.writeKey) + "&anonymousId=" + anonymousId,
+      { credentials: options.credentials }
+    ).then((response) => response.json()).then((answer) => answer.segments && receiveSegments(answer.segments)).catch(() => {
+    }).then(() => callback(knownSegments || []));
+  };
+
+  // src/transport.js
+  var MAX_REQUEST_BYTES = 6e4;
+  var storageKey = "q" + Math.random().toString(36).slice(2);
+  var utf8 = new TextEncoder();
+  var queue = [];
+  var inFlight = /* @__PURE__ */ new Set();
+  var timer;
+  var attempt = 0;
+  var stoppedByStatus;
+  var counts = { dropped: 0, refused: {}, failed: {}, errors: {} };
+  var count = (table, reason, number = 1) => {
+    table[reason] = (table[reason] || 0) + number;
+  };
+  var save2 = () => {
+    let json;
+    while ((json = "[" + queue.join() + "]").length > 5e5 || queue.length > 1e3) {
+      queue.shift();
+      counts.dropped++;
+    }
+    queue.length ? putJson(storageKey, json) : remove(storageKey);
+  };
+  var schedule = (delay) => {
+    timer = timer || setTimeout(() => {
+      timer = 0;
+      flush(true);
+    }, delay);
+  };
+  var retryLater = (retryAfterSeconds) => {
+    clearTimeout(timer);
+    timer = 0;
+    schedule(
+      retryAfterSeconds >= 0 ? retryAfterSeconds * 1e3 : Math.min(options.retryDelay * 2 ** attempt, 6e4) * (0.5 + Math.random() / 2)
+    );
+    attempt++;
+  };
+  var readAnswer = (status, answer) => {
+    if (answer.segments) receiveSegments(answer.segments);
+    if (false) return;
+    if (status > 399) {
+      count(counts.errors, answer.error || status);
+      debugLog(status, answer.error, answer.detail);
+    }
+    for (const reason in answer.refused) {
+      count(counts.refused, reason, answer.refused[reason]);
+      debugLog("refused", reason, answer.refused[reason]);
+    }
+    for (const failure of answer.failed || []) {
+      count(counts.failed, failure.reason);
+      debugLog("failed", failure.reason, failure.messageId, failure.errors);
+    }
+  };
+  var send = (batch, bytes) => {
+    for (const message2 of batch) inFlight.add(message2);
+    const answered = () => {
+      for (const message2 of batch) inFlight.delete(message2);
+    };
+    const body = '{"batch":[' + batch.join() + '],"sentAt":"' + (/* @__PURE__ */ new Date()).toISOString() + '","writeKey":' + JSON.stringify(options.writeKey) + "}";
+    fetch(options.endpoint + options.apiPath, {
+      method: "POST",
+      body,
+      headers: { "Content-Type": "text/plain" },
+      keepalive: bytes < MAX_REQUEST_BYTES,
+      credentials: options.credentials
+    }).then(
+      (response) => {
+        answered();
+        const status = response.status;
+        if (status == 429 || status > 499) return retryLater(parseFloat(response.headers.get("Retry-After")));
+        attempt = 0;
+        queue = queue.filter((message2) => !batch.includes(message2));
+        if (status > 399) counts.dropped += batch.length;
+        if (status == 401 || status == 403) {
+          stoppedByStatus = status;
+          counts.dropped += queue.length;
+          queue = [];
+        }
+        save2();
+        flush();
+        if (true)
+          response.json().catch(() => ({})).then((answer) => readAnswer(status, answer));
+      },
+      () => {
+        answered();
+        retryLater();
+      }
+    );
+  };
+  var start = () => on(window, "online", () => flush(true));
+  var adopt = () => {
+    let adopted = [];
+    for (const key of keys("q")) {
+      if (key != storageKey) {
+        adopted = adopted.concat(get(key) || []);
+        remove(key);
+      }
+    }
+    queue = adopted.map((message2) => JSON.stringify(message2)).concat(queue);
+    save2();
+    schedule(0);
+  };
+  var push = (message2) => {
+    if (stoppedByStatus) {
+      counts.dropped++;
+      return;
+    }
+    queue.push(JSON.stringify(message2));
+    save2();
+    queue.length < options.batchSize ? schedule(options.flushInterval) : flush();
+  };
+  var stats = () => ({ queued: queue.length, ...counts });
+  var flush = (retry, leaving) => {
+    if (document.prerendering || stoppedByStatus) return;
+    if (!leaving && (inFlight.size || attempt && !retry)) return;
+    clearTimeout(timer);
+    timer = 0;
+    let waiting = queue.filter((message2) => !inFlight.has(message2));
+    while (waiting.length) {
+      const batch = [];
+      let bytes = 200;
+      for (const message2 of waiting) {
+        const size = utf8.encode(message2).length + 1;
+        if (batch.length == options.batchSize || batch.length && bytes + size > MAX_REQUEST_BYTES) break;
+        batch.push(message2);
+        bytes += size;
+      }
+      send(batch, bytes);
+      if (!leaving) return;
+      waiting = waiting.slice(batch.length);
+    }
+  };
+
+  // src/session.js
+  var inMemory;
+  var touch = () => {
+    const time = now();
+    let session = get("s") || inMemory;
+    let isNew;
+    if (!session || time - session.l > options.sessionTimeout || time - session.s > options.sessionMaxAge) {
+      session = { i: uuid(), s: time };
+      isNew = true;
+    }
+    session.l = time;
+    inMemory = session;
+    set("s", session);
+    return [session.i, isNew];
+  };
+  var endSession = () => {
+    inMemory = 0;
+    remove("s");
+  };
+
+  // src/privacy.js
+  var SENSITIVE_PARAMS = "email mail phone tel mobile token password passwd pwd pass secret key apikey session sessionid sid auth authorization code otp pin ssn signature sig jwt credential credentials accesstoken refreshtoken idtoken".split(
+    " "
+  );
+  var isSensitive = (name, extraNames) => [name, ...name.match(/[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])/g) || []].some(
+    (word) => SENSITIVE_PARAMS.concat(extraNames).includes(word.toLowerCase())
+  );
+  var scrubUrl = (url, extraNames) => false ? url : url.replace(/\?([^#]*)/, (query, parameters) => {
+    const kept = parameters.split("&").filter((part) => part && !isSensitive(part.split("=")[0], extraNames));
+    return kept.length ? "?" + kept.join("&") : "";
+  });
+
+  // src/page.js
+  var currentKey;
+  var pageReferrer;
+  var pageInfo;
+  var pageKey = () => options.hashRouting ? location.href : location.href.split("#")[0];
+  var isNewPage = () => currentKey != pageKey();
+  var enterPage = (force) => {
+    const scrub = (url) => scrubUrl(url, options.sensitiveParams);
+    if (force || isNewPage()) {
+      pageReferrer = pageInfo ? pageInfo.url : scrub(document.referrer);
+      currentKey = pageKey();
+    }
+    pageInfo = {
+      url: scrub(location.href),
+      path: location.pathname,
+      referrer: pageReferrer,
+      title: document.title,
+      search: scrub(location.search)
+    };
+  };
+  var watchHistory = (onNavigation) => {
+    const later = () => setTimeout(onNavigation);
+    for (const method of ["pushState", "replaceState"]) {
+      const original = history[method];
+      history[method] = function() {
+        later();
+        return original.apply(this, arguments);
       };
     }
-    on(W, "popstate", later2);
+    on(window, "popstate", later);
+    if (options.hashRouting) on(window, "hashchange", later);
   };
 
   // src/events.js
-  var TZ = Intl.DateTimeFormat().resolvedOptions().timeZone;
+  var TIME_ZONE = Intl.DateTimeFormat().resolvedOptions().timeZone;
   var held = [];
   var message = (type, fields) => {
-    const m = {
+    const built = {
       type,
       messageId: uuid(),
       timestamp: (/* @__PURE__ */ new Date()).toISOString(),
       context: {
         library: { name: "footfall.js", version: "0.1.0" },
         page: pageInfo,
-        userAgent: N.userAgent,
-        locale: N.language,
-        timezone: TZ,
+        userAgent: navigator.userAgent,
+        locale: navigator.language,
+        timezone: TIME_ZONE,
         screen: { width: screen.width, height: screen.height }
       },
       ...fields
     };
-    if (userId) m.userId = userId;
-    return m;
+    if (userId) built.userId = userId;
+    return built;
   };
-  var stamp = (m) => {
-    const [sid, first] = touch();
-    m.anonymousId = anonymousId;
-    m.context.sessionId = sid;
-    if (first) m.context.sessionStart = true;
-    if (decision) m.context.consent = { categoryPreferences: decision };
-    push(m);
+  var stamp = (built) => {
+    const [sessionId, sessionStart] = touch();
+    built.anonymousId = anonymousId;
+    built.context.sessionId = sessionId;
+    if (sessionStart) built.context.sessionStart = true;
+    if (decision) built.context.consent = { categoryPreferences: decision };
+    push(built);
   };
   var release = (granted) => {
-    granted && held.map(stamp);
+    if (granted) held.forEach(stamp);
     held = [];
   };
-  var emit = (m) => {
-    const a = allowed();
-    a ? stamp(m) : a == null && held.push(m);
+  var emit = (built) => {
+    const decided = allowed();
+    if (decided) stamp(built);
+    else if (decided == null) held.push(built);
   };
   var track = (event, properties) => emit(message("track", { event: "" + event, properties: properties || {} }));
 
   // src/clicks.js
-  var FILES = /\.(pdf|xlsx?|docx?|txt|rtf|csv|exe|key|pp[st]|xlsm|7z|pkg|rar|gz|zip|avi|mov|mp4|mpe?g|wmv|midi?|mp3|wav|wma)$/i;
-  var clicks = () => on(D, "click", (e) => {
-    const el = e.target.closest("a,button,[role=button],input[type=submit],[data-ff-track]");
-    if (!el || ignored(el)) return;
-    const p = describe(el), href = el.href, u = href && /^http/.test(href) && new URL(href), ext = u && FILES.exec(u.pathname);
-    if (u) {
-      p.href = href;
-      p.outbound = u.hostname != location.hostname;
-      p.file_download = !!ext;
-      if (ext) p.file_extension = ext[1].toLowerCase();
+  var DOWNLOADS = /\.(pdf|xlsx?|docx?|txt|rtf|csv|exe|key|pp[st]|xlsm|7z|pkg|rar|gz|zip|avi|mov|mp4|mpe?g|wmv|midi?|mp3|wav|wma)$/i;
+  var clicks = () => on(document, "click", (event) => {
+    const element = event.target.closest(CLICKABLE);
+    if (!element || ignored(element)) return;
+    const properties = describe(element);
+    const href = element.href;
+    if (href && /^http/.test(href)) {
+      const url = new URL(href);
+      const download = DOWNLOADS.exec(url.pathname);
+      properties.href = scrubUrl(href, options.sensitiveParams);
+      properties.outbound = url.hostname != location.hostname;
+      properties.file_download = !!download;
+      if (download) properties.file_extension = download[1].toLowerCase();
     }
-    track("Element Clicked", p);
+    track("Element Clicked", properties);
   });
 
   // src/scroll.js
-  var done;
-  var enabled2;
+  var marksSent;
+  var sendMarks;
   var maxScroll;
   var resetScroll = () => {
-    done = {};
+    marksSent = {};
     maxScroll = 0;
   };
   var checkScroll = () => {
-    const h = D.documentElement.scrollHeight, v = W.innerHeight, pct = h <= v ? 100 : Math.min(100, Math.round((W.scrollY + v) / h * 100));
-    if (pct > maxScroll) maxScroll = pct;
-    if (enabled2) {
-      for (const m of o.scrollMarks)
-        if (pct >= m && !done[m]) {
-          done[m] = 1;
-          track("Scroll Depth Reached", { depth_percent: m, page_height: h, viewport_height: v });
+    const pageHeight = document.documentElement.scrollHeight;
+    const viewportHeight = innerHeight;
+    const percent = pageHeight <= viewportHeight ? 100 : Math.min(100, Math.round((scrollY + viewportHeight) / pageHeight * 100));
+    if (percent > maxScroll) maxScroll = percent;
+    if (sendMarks) {
+      for (const mark of options.scrollMarks)
+        if (percent >= mark && !marksSent[mark]) {
+          marksSent[mark] = 1;
+          track("Scroll Depth Reached", { depth_percent: mark, page_height: pageHeight, viewport_height: viewportHeight });
         }
     }
   };
-  var scroll = (send) => {
-    enabled2 = send;
+  var scroll = (send3) => {
+    sendMarks = send3;
     resetScroll();
     let pending;
-    on(W, "scroll resize", () => pending || (pending = setTimeout(() => (pending = 0, checkScroll()), 100)));
-    D.readyState == "complete" ? checkScroll() : on(W, "load", checkScroll);
+    on(window, "scroll resize", () => {
+      pending = pending || setTimeout(() => {
+        pending = 0;
+        checkScroll();
+      }, 100);
+    });
+    document.readyState == "complete" ? checkScroll() : on(window, "load", checkScroll);
   };
 
   // src/hover.js
-  var cur;
-  var since;
+  var hovered;
+  var hoveredSince;
   var endHover = () => {
-    const dwell = now() - since;
-    if (cur && dwell >= o.hoverMs) track("Element Hovered", { ...describe(cur), dwell_ms: dwell });
-    cur = 0;
+    const dwell = now() - hoveredSince;
+    if (hovered && dwell >= options.hoverMs) track("Element Hovered", { ...describe(hovered), dwell_ms: dwell });
+    hovered = 0;
   };
   var hover = () => {
-    on(D, "mouseover", (e) => {
-      const el = e.target.closest(o.hoverSelector);
-      if (el == cur) return;
+    on(document, "mouseover", (event) => {
+      const element = event.target.closest(options.hoverSelector);
+      if (element == hovered) return;
       endHover();
-      if (el && !ignored(el)) cur = el, since = now();
+      if (element && !ignored(element)) {
+        hovered = element;
+        hoveredSince = now();
+      }
     });
-    on(D, "mouseout", (e) => cur && !cur.contains(e.relatedTarget) && endHover());
+    on(document, "mouseout", (event) => {
+      if (hovered && !hovered.contains(event.relatedTarget)) endHover();
+    });
   };
 
   // src/video.js
   var video = () => {
-    const state = /* @__PURE__ */ new WeakMap();
-    on(D, "playing pause seeked timeupdate ended", ({ target: el, type: t }) => {
-      if (!(el instanceof HTMLMediaElement) || ignored(el)) return;
-      const d = el.duration, len = isFinite(d) ? round2(d) : null, pct = len ? Math.min(100, Math.floor(el.currentTime / d * 100)) : 0, st = state.get(el) || {};
-      const send = (name, percent = pct) => track("Video " + name, {
-        video_id: el.id || el.currentSrc,
-        src: el.currentSrc,
-        title: el.title || el.ariaLabel || "",
-        media_type: el.localName,
-        position: round2(el.currentTime),
-        total_length: len,
-        percent
+    const stateOf2 = /* @__PURE__ */ new WeakMap();
+    on(document, "playing pause seeked timeupdate ended", ({ target: media, type }) => {
+      if (!(media instanceof HTMLMediaElement) || ignored(media)) return;
+      const duration = media.duration;
+      const length = isFinite(duration) ? round2(duration) : null;
+      const percent = length ? Math.min(100, Math.floor(media.currentTime / duration * 100)) : 0;
+      const state = stateOf2.get(media) || {};
+      const send3 = (name, reportedPercent = percent) => track("Video " + name, {
+        video_id: media.id || media.currentSrc,
+        src: media.currentSrc,
+        title: media.title || media.ariaLabel || "",
+        media_type: media.localName,
+        position: round2(media.currentTime),
+        total_length: length,
+        percent: reportedPercent
       });
-      state.set(el, st);
-      if (t == "playing") st.p || send(st.s ? "Playback Resumed" : "Playback Started"), st.s = st.p = 1;
-      else if (t == "pause") st.p = 0, el.ended || send("Playback Paused");
-      else if (t == "seeked") send("Playback Seek Completed");
+      stateOf2.set(media, state);
+      if (type == "playing") {
+        if (!state.playing) send3(state.started ? "Playback Resumed" : "Playback Started");
+        state.started = state.playing = 1;
+      } else if (type == "pause") {
+        state.playing = 0;
+        if (!media.ended) send3("Playback Paused");
+      } else if (type == "seeked") send3("Playback Seek Completed");
       else {
-        for (const m of [10, 25, 50, 75, 90]) pct < m || st[m] || send("Progress", st[m] = m);
-        if (t == "ended") send("Playback Completed", 100), state.delete(el);
+        for (const mark of [10, 25, 50, 75, 90])
+          if (percent >= mark && !state[mark]) {
+            state[mark] = 1;
+            send3("Progress", mark);
+          }
+        if (type == "ended") {
+          send3("Playback Completed", 100);
+          stateOf2.delete(media);
+        }
       }
     });
   };
 
   // src/engage.js
-  var IDLE = 3e4;
+  var IDLE_MS = 3e4;
   var started;
-  var total = 0;
-  var since2 = now();
-  var last = since2;
-  var fold = (t) => {
-    total += Math.max(0, Math.min(t, last + IDLE) - since2);
-    since2 = t;
+  var engagedMs = 0;
+  var countedUntil = now();
+  var lastInput = countedUntil;
+  var countUntil = (time) => {
+    engagedMs += Math.max(0, Math.min(time, lastInput + IDLE_MS) - countedUntil);
+    countedUntil = time;
   };
   var engage = () => {
     started = 1;
-    on(D, "mousemove keydown scroll pointerdown touchstart", () => (fold(now()), last = since2));
-    on(D, "visibilitychange", () => D.hidden || (since2 = last = now()));
+    on(document, "mousemove keydown scroll pointerdown touchstart", () => {
+      countUntil(now());
+      lastInput = countedUntil;
+    });
+    on(document, "visibilitychange", () => {
+      if (!document.hidden) countedUntil = lastInput = now();
+    });
   };
   var reportEngaged = (stop) => {
     if (!started) return;
-    fold(now());
-    if (stop) since2 = 1 / 0;
-    const ms = total;
-    total = 0;
-    ms && track("Page Engaged", { engaged_ms: ms, max_scroll_percent: maxScroll });
+    countUntil(now());
+    if (stop) countedUntil = 1 / 0;
+    const reported = engagedMs;
+    engagedMs = 0;
+    if (reported) track("Page Engaged", { engaged_ms: reported, max_scroll_percent: maxScroll });
   };
 
   // src/datalayer.js
-  var dataLayer = (names) => {
-    const dl = W.dataLayer = W.dataLayer || [], push2 = dl.push;
-    const fwd = (e) => {
-      if (e && names.includes(e.event)) {
-        const p = {};
-        for (const k in e) k == "event" || !k.indexOf("gtm.") || (p[k] = e[k]);
-        track(e.event, p);
-      }
+  var dataLayer = (eventNames) => {
+    const layer = window.dataLayer = window.dataLayer || [];
+    const originalPush = layer.push;
+    const forward = (entry) => {
+      if (!entry || !eventNames.includes(entry.event)) return;
+      const properties = {};
+      for (const key in entry) if (key != "event" && !key.startsWith("gtm.")) properties[key] = entry[key];
+      track(entry.event, properties);
     };
-    dl.map(fwd);
-    dl.push = function() {
-      [...arguments].map(fwd);
-      return push2.apply(dl, arguments);
+    layer.forEach(forward);
+    layer.push = function() {
+      for (const entry of arguments) forward(entry);
+      return originalPush.apply(layer, arguments);
     };
   };
 
+  // src/views.js
+  var viewed = /* @__PURE__ */ new WeakSet();
+  var observeAll;
+  var views = () => {
+    const pending = /* @__PURE__ */ new Map();
+    const observer = new IntersectionObserver(
+      (entries) => {
+        for (const { target: element, isIntersecting } of entries) {
+          clearTimeout(pending.get(element));
+          if (isIntersecting) {
+            const since = now();
+            pending.set(
+              element,
+              setTimeout(() => {
+                observer.unobserve(element);
+                viewed.add(element);
+                track("Element Viewed", { ...describe(element), visible_ms: now() - since });
+              }, options.viewMs)
+            );
+          }
+        }
+      },
+      { threshold: options.viewThreshold }
+    );
+    observeAll = () => {
+      for (const element of document.querySelectorAll(options.viewSelector))
+        if (!viewed.has(element) && !ignored(element)) observer.observe(element);
+    };
+    observeAll();
+    watchDom(observeAll);
+  };
+  var resetViews = () => {
+    viewed = /* @__PURE__ */ new WeakSet();
+    if (observeAll) observeAll();
+  };
+
+  // src/forms.js
+  var forms = /* @__PURE__ */ new Map();
+  var send2 = (event, form, state) => track(event, {
+    form_id: form.getAttribute("id") || "",
+    form_name: form.getAttribute("name") || "",
+    selector: selectorOf(form),
+    fields_touched: state.touched.size,
+    last_field: state.lastField || "",
+    ms_since_start: now() - state.startedAt
+  });
+  var stateOf = (form) => {
+    let state = forms.get(form);
+    if (!state) forms.set(form, state = { startedAt: now(), touched: /* @__PURE__ */ new Set() });
+    return state;
+  };
+  var formTracking = () => {
+    on(document, "input change", ({ target: field }) => {
+      const form = field.form;
+      if (!form || ignored(form)) return;
+      const started2 = forms.has(form);
+      const state = stateOf(form);
+      state.touched.add(field);
+      if (field.type != "password" && !ignored(field)) state.lastField = field.name || field.getAttribute("id");
+      if (!started2) send2("Form Started", form, state);
+    });
+    on(document, "submit", ({ target: form }) => {
+      if (ignored(form)) return;
+      const state = stateOf(form);
+      state.done = 1;
+      send2("Form Submitted", form, state);
+    });
+  };
+  var abandonForms = () => forms.forEach((state, form) => {
+    if (!state.done) send2("Form Abandoned", form, state);
+    state.done = 1;
+  });
+
+  // src/frustration.js
+  var WINDOW_MS = 1e3;
+  var burst = { clicks: 0 };
+  var lastChange = 0;
+  var endBurst = () => {
+    clearTimeout(burst.timer);
+    if (burst.clicks > 2) track("Rage Click", { ...describe(burst.element), clicks: burst.clicks });
+    burst = { clicks: 0 };
+  };
+  var frustration = () => {
+    watchDom(() => {
+      lastChange = now();
+    });
+    on(document, "submit", () => {
+      lastChange = now();
+    });
+    on(document, "click", (event) => {
+      const { target, clientX: x, clientY: y } = event;
+      if (ignored(target)) return;
+      if (target != burst.element || Math.hypot(x - burst.x, y - burst.y) > 30) {
+        endBurst();
+        burst = { element: target, x, y, clicks: 0 };
+      }
+      burst.clicks++;
+      clearTimeout(burst.timer);
+      burst.timer = setTimeout(endBurst, WINDOW_MS);
+      const clickable = target.closest(CLICKABLE);
+      if (!clickable) return;
+      const clickedAt = now();
+      const urlBefore = location.href;
+      setTimeout(() => {
+        const navigates = clickable.href && !event.defaultPrevented;
+        if (!navigates && lastChange < clickedAt && location.href == urlBefore) track("Dead Click", describe(clickable));
+      }, WINDOW_MS);
+    });
+  };
+  var endFrustration = endBurst;
+
   // src/main.js
-  var pre = [];
+  var beforeInit = [];
   var page = (name, properties) => {
-    if (typeof name == "object") properties = name, name = 0;
+    if (typeof name == "object") {
+      properties = name;
+      name = 0;
+    }
     enterPage();
-    const m = message("page", { properties: { ...pageInfo, ...properties } });
-    if (name) m.name = "" + name;
-    emit(m);
+    const built = message("page", { properties: { ...pageInfo, ...properties } });
+    if (name) built.name = "" + name;
+    emit(built);
   };
-  var navigate = () => {
-    if (!isNewPage()) return;
+  var navigate = (force) => {
+    if (!force && !isNewPage()) return;
     if (true) reportEngaged();
-    enterPage();
-    if (true) resetScroll(), setTimeout(checkScroll, 1e3);
-    if (o.pageviews) page();
+    enterPage(force);
+    if (true) {
+      resetScroll();
+      setTimeout(checkScroll, 1e3);
+    }
+    if (true) resetViews();
+    if (options.pageviews) page();
   };
-  var leave = () => {
+  var leave = (pageLeft) => {
     if (true) endHover();
     if (true) reportEngaged(1);
-    flush();
+    if (true) endFrustration();
+    if (pageLeft) abandonForms();
+    flush(0, 1);
+  };
+  var startFeatures = () => {
+    watchHistory(navigate);
+    if (options.pageviews) page();
+    if (options.clicks) clicks();
+    if (options.scroll || options.engagement) scroll(options.scroll);
+    if (options.hover) hover();
+    if (options.video) video();
+    if (options.engagement) engage();
+    if (options.dataLayerEvents) dataLayer(options.dataLayerEvents);
+    if (options.views) views();
+    if (options.forms) formTracking();
+    if (options.frustration) frustration();
+    on(window, "pagehide", () => leave(1));
+    on(document, "visibilitychange", () => document.hidden && leave());
+    if (true) on(window, "pageshow", (event) => event.persisted && navigate(1));
   };
   var api = {
-    init(opts) {
-      configure(opts);
+    init(given) {
+      configure(given);
       loadConsent();
       enable(allowed() === true);
       load();
       start();
-      if (allowed()) save2(), adopt();
+      if (allowed()) {
+        save();
+        adopt();
+      }
       enterPage();
-      setTimeout(() => {
-        watchHistory(navigate);
-        if (o.pageviews) page();
-        if (o.clicks) clicks();
-        if (o.scroll || o.engagement) scroll(o.scroll);
-        if (o.hover) hover();
-        if (o.video) video();
-        if (o.engagement) engage();
-        if (o.dataLayerEvents) dataLayer(o.dataLayerEvents);
-        on(W, "pagehide", leave);
-        on(D, "visibilitychange", () => D.hidden && leave());
-      });
+      if (document.prerendering)
+        on(document, "prerenderingchange", () => {
+          startFeatures();
+          flush();
+        });
+      else setTimeout(startFeatures);
     },
     track,
     page,
     identify(userId2, traits) {
-      if (typeof userId2 == "object" && userId2) traits = userId2, userId2 = 0;
+      if (typeof userId2 == "object" && userId2) {
+        traits = userId2;
+        userId2 = 0;
+      }
       if (userId2) setUser(userId2);
       emit(message("identify", { traits: traits || {} }));
     },
-    alias(newId) {
+    alias(newUserId) {
       const previousId = userId || anonymousId;
-      setUser(newId);
+      setUser(newUserId);
       emit(message("alias", { previousId }));
     },
     reset() {
       reset();
       endSession();
     },
-    consent(prefs) {
-      const props = decide(prefs || {}), a = allowed();
+    consent(preferences) {
+      const properties = decide(preferences || {});
+      const granted = allowed();
       set("c", decision, 1);
-      enable(a);
-      if (a) save2(), adopt();
-      else keys("").map((k) => k == "c" || del(k));
-      stamp(message("track", { event: "Consent Updated", properties: props }));
-      release(a);
+      enable(granted);
+      if (granted) {
+        save();
+        adopt();
+      } else for (const key of keys("")) if (key != "c") remove(key);
+      stamp(message("track", { event: "Consent Updated", properties }));
+      release(granted);
       flush();
     },
     flush,
-    stats
+    stats,
+    anonymousId: () => anonymousId,
+    segments: true ? segments : () => {
+    }
   };
-  var run = (args) => {
-    const [c, ...a] = args;
-    if (c == "init") {
-      if (!o) api.init(a[0]), pre.map(run), pre = [];
-    } else if (!o) pre.push(args);
-    else if (api[c]) return api[c](...a);
+  var run = ([command, ...args]) => {
+    if (command == "init") {
+      if (options) return;
+      api.init(args[0]);
+      beforeInit.forEach(run);
+      beforeInit = [];
+    } else if (!options) beforeInit.push([command, ...args]);
+    else if (api[command]) return api[command](...args);
   };
-  if (!(W.footfall && W.footfall.v)) {
-    const queued = W.footfall && W.footfall.q || [];
-    W.footfall = function() {
+  if (!(window.footfall && window.footfall.v)) {
+    const queued = window.footfall && window.footfall.q || [];
+    window.footfall = function() {
       return run([...arguments]);
     };
-    W.footfall.v = "0.1.0";
-    queued.map((args) => run([...args]));
+    window.footfall.v = "0.1.0";
+    for (const args of queued) run([...args]);
   }
 })();

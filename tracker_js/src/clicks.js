@@ -1,21 +1,26 @@
 // Element Clicked: links, buttons, submit inputs and [data-ff-track] elements.
 // Download detection uses GA4's list of file extensions.
 
-import { D, on, ignored, describe } from './util.js'
+import { on, ignored, describe, CLICKABLE } from './util.js'
+import { options } from './options.js'
+import { scrubUrl } from './privacy.js'
 import { track } from './events.js'
 
-const FILES = /\.(pdf|xlsx?|docx?|txt|rtf|csv|exe|key|pp[st]|xlsm|7z|pkg|rar|gz|zip|avi|mov|mp4|mpe?g|wmv|midi?|mp3|wav|wma)$/i
+const DOWNLOADS = /\.(pdf|xlsx?|docx?|txt|rtf|csv|exe|key|pp[st]|xlsm|7z|pkg|rar|gz|zip|avi|mov|mp4|mpe?g|wmv|midi?|mp3|wav|wma)$/i
 
 export const clicks = () =>
-  on(D, 'click', e => {
-    const el = e.target.closest('a,button,[role=button],input[type=submit],[data-ff-track]')
-    if (!el || ignored(el)) return
-    const p = describe(el), href = el.href, u = href && /^http/.test(href) && new URL(href), ext = u && FILES.exec(u.pathname)
-    if (u) {
-      p.href = href
-      p.outbound = u.hostname != location.hostname
-      p.file_download = !!ext
-      if (ext) p.file_extension = ext[1].toLowerCase()
+  on(document, 'click', event => {
+    const element = event.target.closest(CLICKABLE)
+    if (!element || ignored(element)) return
+    const properties = describe(element)
+    const href = element.href
+    if (href && /^http/.test(href)) {
+      const url = new URL(href)
+      const download = DOWNLOADS.exec(url.pathname)
+      properties.href = scrubUrl(href, options.sensitiveParams)
+      properties.outbound = url.hostname != location.hostname
+      properties.file_download = !!download
+      if (download) properties.file_extension = download[1].toLowerCase()
     }
-    track('Element Clicked', p)
+    track('Element Clicked', properties)
   })

@@ -3,28 +3,29 @@
 // An explicit decision wins; without one, Global Privacy Control (and Do Not
 // Track when respectDNT is set) count as an opt-out.
 
-import { N } from './util.js'
 import { get } from './store.js'
-import { o } from './options.js'
+import { options } from './options.js'
 
 export let decision
 
-export const loadConsent = () => (decision = get('c'))
+export const loadConsent = () => {
+  decision = get('c')
+}
 
-export const allowed = () =>
-  decision
-    ? !!decision.analytics
-    : (o.respectGPC && N.globalPrivacyControl) || (o.respectDNT && N.doNotTrack == '1')
-      ? false
-      : o.requireConsent
-        ? null
-        : true
+export const allowed = () => {
+  if (decision) return !!decision.analytics
+  if ((options.respectGPC && navigator.globalPrivacyControl) || (options.respectDNT && navigator.doNotTrack == '1')) return false
+  return options.requireConsent ? null : true
+}
 
 // Purposes become booleans; policy_version is kept apart as a string.
 // Returns the Consent Updated properties.
-export const decide = prefs => {
-  let k, props = {}
+export const decide = preferences => {
+  const properties = {}
   decision = {}
-  for (k in prefs) k == 'policy_version' ? (props[k] = '' + prefs[k]) : (decision[k] = props[k] = !!prefs[k])
-  return props
+  for (const purpose in preferences) {
+    if (purpose == 'policy_version') properties[purpose] = '' + preferences[purpose]
+    else decision[purpose] = properties[purpose] = !!preferences[purpose]
+  }
+  return properties
 }

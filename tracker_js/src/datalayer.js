@@ -2,21 +2,20 @@
 // event names becomes track(name, {...}) (gtm.* keys left out). Entries
 // pushed before footfall loaded are forwarded too.
 
-import { W } from './util.js'
 import { track } from './events.js'
 
-export const dataLayer = names => {
-  const dl = (W.dataLayer = W.dataLayer || []), push = dl.push
-  const fwd = e => {
-    if (e && names.includes(e.event)) {
-      const p = {}
-      for (const k in e) k == 'event' || !k.indexOf('gtm.') || (p[k] = e[k])
-      track(e.event, p)
-    }
+export const dataLayer = eventNames => {
+  const layer = (window.dataLayer = window.dataLayer || [])
+  const originalPush = layer.push
+  const forward = entry => {
+    if (!entry || !eventNames.includes(entry.event)) return
+    const properties = {}
+    for (const key in entry) if (key != 'event' && !key.startsWith('gtm.')) properties[key] = entry[key]
+    track(entry.event, properties)
   }
-  dl.map(fwd)
-  dl.push = function () {
-    [...arguments].map(fwd)
-    return push.apply(dl, arguments)
+  layer.forEach(forward)
+  layer.push = function () {
+    for (const entry of arguments) forward(entry)
+    return originalPush.apply(layer, arguments)
   }
 }

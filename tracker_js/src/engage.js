@@ -2,23 +2,31 @@
 // 30 s), reported when the page is hidden or left and on SPA navigation.
 // Each report carries the time since the previous one.
 
-import { D, now, on } from './util.js'
+import { now, on } from './util.js'
 import { maxScroll } from './scroll.js'
 import { track } from './events.js'
 
-const IDLE = 3e4
-let started, total = 0, since = now(), last = since
+const IDLE_MS = 3e4
+let started
+let engagedMs = 0
+let countedUntil = now()
+let lastInput = countedUntil
 
-// Count engaged time up to t (no further than IDLE after the last input).
-const fold = t => {
-  total += Math.max(0, Math.min(t, last + IDLE) - since)
-  since = t
+// Count engaged time up to time (no further than IDLE_MS after the last input).
+const countUntil = time => {
+  engagedMs += Math.max(0, Math.min(time, lastInput + IDLE_MS) - countedUntil)
+  countedUntil = time
 }
 
 export const engage = () => {
   started = 1
-  on(D, 'mousemove keydown scroll pointerdown touchstart', () => (fold(now()), (last = since)))
-  on(D, 'visibilitychange', () => D.hidden || (since = last = now()))
+  on(document, 'mousemove keydown scroll pointerdown touchstart', () => {
+    countUntil(now())
+    lastInput = countedUntil
+  })
+  on(document, 'visibilitychange', () => {
+    if (!document.hidden) countedUntil = lastInput = now()
+  })
 }
 
 // Emit Page Engaged for the time collected so far (if any) and start over.
@@ -26,9 +34,9 @@ export const engage = () => {
 // pagehide and visibilitychange, which both fire on leaving, report once.
 export const reportEngaged = stop => {
   if (!started) return
-  fold(now())
-  if (stop) since = 1 / 0
-  const ms = total
-  total = 0
-  ms && track('Page Engaged', { engaged_ms: ms, max_scroll_percent: maxScroll })
+  countUntil(now())
+  if (stop) countedUntil = 1 / 0
+  const reported = engagedMs
+  engagedMs = 0
+  if (reported) track('Page Engaged', { engaged_ms: reported, max_scroll_percent: maxScroll })
 }

@@ -2,24 +2,30 @@
 // hoverSelector) for at least hoverMs. Sent when the pointer leaves (or the
 // page is hidden) with the whole dwell time; a quick pass sends nothing.
 
-import { D, now, on, ignored, describe } from './util.js'
-import { o } from './options.js'
+import { now, on, ignored, describe } from './util.js'
+import { options } from './options.js'
 import { track } from './events.js'
 
-let cur, since
+let hovered
+let hoveredSince
 
 export const endHover = () => {
-  const dwell = now() - since
-  if (cur && dwell >= o.hoverMs) track('Element Hovered', { ...describe(cur), dwell_ms: dwell })
-  cur = 0
+  const dwell = now() - hoveredSince
+  if (hovered && dwell >= options.hoverMs) track('Element Hovered', { ...describe(hovered), dwell_ms: dwell })
+  hovered = 0
 }
 
 export const hover = () => {
-  on(D, 'mouseover', e => {
-    const el = e.target.closest(o.hoverSelector)
-    if (el == cur) return
+  on(document, 'mouseover', event => {
+    const element = event.target.closest(options.hoverSelector)
+    if (element == hovered) return
     endHover()
-    if (el && !ignored(el)) (cur = el), (since = now())
+    if (element && !ignored(element)) {
+      hovered = element
+      hoveredSince = now()
+    }
   })
-  on(D, 'mouseout', e => cur && !cur.contains(e.relatedTarget) && endHover())
+  on(document, 'mouseout', event => {
+    if (hovered && !hovered.contains(event.relatedTarget)) endHover()
+  })
 }

@@ -2,120 +2,162 @@
 // Feature flags F_* are compile-time constants (build.mjs) so the byte cost
 // of each feature can be measured by building without it.
 
-import { W, D, on } from './util.js'
-import { enable, set, del, keys } from './store.js'
-import { o, configure } from './options.js'
+import { on } from './util.js'
+import { enable, set, remove, keys } from './store.js'
+import { options, configure } from './options.js'
 import { start, adopt, flush, stats } from './transport.js'
 import { message, stamp, emit, release, track } from './events.js'
-import * as id from './identity.js'
+import * as identity from './identity.js'
 import { endSession } from './session.js'
 import { loadConsent, allowed, decide, decision } from './consent.js'
 import { pageInfo, isNewPage, enterPage, watchHistory } from './page.js'
+import { segments } from './segments.js'
 import { clicks } from './clicks.js'
 import { scroll, resetScroll, checkScroll } from './scroll.js'
 import { hover, endHover } from './hover.js'
 import { video } from './video.js'
 import { engage, reportEngaged } from './engage.js'
 import { dataLayer } from './datalayer.js'
+import { views, resetViews } from './views.js'
+import { formTracking, abandonForms } from './forms.js'
+import { frustration, endFrustration } from './frustration.js'
 
-let pre = []
+// Commands called before init (init may come later in the snippet's queue).
+let beforeInit = []
 
 const page = (name, properties) => {
-  if (typeof name == 'object') (properties = name), (name = 0)
+  if (typeof name == 'object') {
+    properties = name
+    name = 0
+  }
   enterPage()
-  const m = message('page', { properties: { ...pageInfo, ...properties } })
-  if (name) m.name = '' + name
-  emit(m)
+  const built = message('page', { properties: { ...pageInfo, ...properties } })
+  if (name) built.name = '' + name
+  emit(built)
 }
 
-// After an SPA navigation: close the old page view, open the new one.
-const navigate = () => {
-  if (!isNewPage()) return
+// After an SPA navigation (or, forced, a restore from the back/forward
+// cache): close the old page view, open the new one.
+const navigate = force => {
+  if (!force && !isNewPage()) return
   if (F_ENGAGEMENT) reportEngaged()
-  enterPage()
-  if (F_SCROLL) resetScroll(), setTimeout(checkScroll, 1e3)
-  if (F_PAGES && o.pageviews) page()
+  enterPage(force)
+  if (F_SCROLL) {
+    resetScroll()
+    setTimeout(checkScroll, 1e3)
+  }
+  if (F_VIEWS) resetViews()
+  if (F_PAGES && options.pageviews) page()
 }
 
-// Page hidden or left: last words, then send what is queued (keepalive).
-const leave = () => {
+// Page hidden (pageLeft false) or left: last words, then everything not yet
+// acknowledged goes out in keepalive requests.
+const leave = pageLeft => {
   if (F_HOVER) endHover()
   if (F_ENGAGEMENT) reportEngaged(1)
-  flush()
+  if (F_FRUSTRATION) endFrustration()
+  if (F_FORMS && pageLeft) abandonForms()
+  flush(0, 1)
+}
+
+// The automatic events. They start after the snippet's queued commands ran,
+// so an identify() or consent() queued right after init applies to the first
+// page view; a prerendered page starts them (and sends) only once shown.
+const startFeatures = () => {
+  watchHistory(navigate)
+  if (F_PAGES && options.pageviews) page()
+  if (F_CLICKS && options.clicks) clicks()
+  if (F_SCROLL && (options.scroll || options.engagement)) scroll(options.scroll)
+  if (F_HOVER && options.hover) hover()
+  if (F_VIDEO && options.video) video()
+  if (F_ENGAGEMENT && options.engagement) engage()
+  if (F_DATALAYER && options.dataLayerEvents) dataLayer(options.dataLayerEvents)
+  if (F_VIEWS && options.views) views()
+  if (F_FORMS && options.forms) formTracking()
+  if (F_FRUSTRATION && options.frustration) frustration()
+  on(window, 'pagehide', () => leave(1))
+  on(document, 'visibilitychange', () => document.hidden && leave())
+  if (F_LIFECYCLE) on(window, 'pageshow', event => event.persisted && navigate(1))
 }
 
 const api = {
-  init(opts) {
-    configure(opts)
+  init(given) {
+    configure(given)
     loadConsent()
     enable(allowed() === true)
-    id.load()
+    identity.load()
     start()
-    if (allowed()) id.save(), adopt()
+    if (allowed()) {
+      identity.save()
+      adopt()
+    }
     enterPage()
-    // Automatic events start after the snippet's queued commands ran, so an
-    // identify() or consent() queued right after init applies to the first page view.
-    setTimeout(() => {
-      watchHistory(navigate)
-      if (F_PAGES && o.pageviews) page()
-      if (F_CLICKS && o.clicks) clicks()
-      if (F_SCROLL && (o.scroll || o.engagement)) scroll(o.scroll)
-      if (F_HOVER && o.hover) hover()
-      if (F_VIDEO && o.video) video()
-      if (F_ENGAGEMENT && o.engagement) engage()
-      if (F_DATALAYER && o.dataLayerEvents) dataLayer(o.dataLayerEvents)
-      on(W, 'pagehide', leave)
-      on(D, 'visibilitychange', () => D.hidden && leave())
-    })
+    if (F_LIFECYCLE && document.prerendering)
+      on(document, 'prerenderingchange', () => {
+        startFeatures()
+        flush()
+      })
+    else setTimeout(startFeatures)
   },
   track,
   page,
   identify(userId, traits) {
-    if (typeof userId == 'object' && userId) (traits = userId), (userId = 0)
-    if (userId) id.setUser(userId)
+    if (typeof userId == 'object' && userId) {
+      traits = userId
+      userId = 0
+    }
+    if (userId) identity.setUser(userId)
     emit(message('identify', { traits: traits || {} }))
   },
-  alias(newId) {
-    const previousId = id.userId || id.anonymousId
-    id.setUser(newId)
+  alias(newUserId) {
+    const previousId = identity.userId || identity.anonymousId
+    identity.setUser(newUserId)
     emit(message('alias', { previousId }))
   },
   reset() {
-    id.reset()
+    identity.reset()
     endSession()
   },
-  consent(prefs) {
-    const props = decide(prefs || {}), a = allowed()
+  consent(preferences) {
+    const properties = decide(preferences || {})
+    const granted = allowed()
     // The decision itself is remembered either way (a strictly necessary record).
     set('c', decision, 1)
-    enable(a)
-    if (a) id.save(), adopt()
-    else keys('').map(k => k == 'c' || del(k))
+    enable(granted)
+    if (granted) {
+      identity.save()
+      adopt()
+    } else for (const key of keys('')) if (key != 'c') remove(key)
     // Sent even when refused, so the collector's consent ledger records it
-    // (a refusal stores no identifier on the device). Held events follow it
-    // when consent is given and are discarded when it is not.
-    stamp(message('track', { event: 'Consent Updated', properties: props }))
-    release(a)
+    // (a refusal stores no identifier on the device, and the collector
+    // expires its id cookie). Held events follow it when consent is given and
+    // are discarded when it is not.
+    stamp(message('track', { event: 'Consent Updated', properties }))
+    release(granted)
     flush()
   },
   flush,
   stats,
+  anonymousId: () => identity.anonymousId,
+  segments: F_SEGMENTS ? segments : () => {},
 }
 
-// Run one command; before init, commands wait (init may come later in the queue).
-const run = args => {
-  const [c, ...a] = args
-  if (c == 'init') {
-    if (!o) api.init(a[0]), pre.map(run), (pre = [])
-  } else if (!o) pre.push(args)
-  else if (api[c]) return api[c](...a)
+// Run one command; before init, commands wait.
+const run = ([command, ...args]) => {
+  if (command == 'init') {
+    if (options) return
+    api.init(args[0])
+    beforeInit.forEach(run)
+    beforeInit = []
+  } else if (!options) beforeInit.push([command, ...args])
+  else if (api[command]) return api[command](...args)
 }
 
-if (!(W.footfall && W.footfall.v)) {
-  const queued = (W.footfall && W.footfall.q) || []
-  W.footfall = function () {
+if (!(window.footfall && window.footfall.v)) {
+  const queued = (window.footfall && window.footfall.q) || []
+  window.footfall = function () {
     return run([...arguments])
   }
-  W.footfall.v = VERSION
-  queued.map(args => run([...args]))
+  window.footfall.v = VERSION
+  for (const args of queued) run([...args])
 }

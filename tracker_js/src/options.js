@@ -1,13 +1,12 @@
 // Init options, with their defaults (docs/tracker.md lists them). Every
 // module reads them from here.
 
-import { D } from './util.js'
-
 const DEFAULTS = {
   apiPath: '/v1/batch',
   batchSize: 20,
   flushInterval: 1000,
   retryDelay: 1000,
+  credentials: 'same-origin',
   respectGPC: true,
   pageviews: true,
   clicks: true,
@@ -18,16 +17,26 @@ const DEFAULTS = {
   hoverMs: 500,
   video: true,
   engagement: true,
+  views: true,
+  viewSelector: '[data-ff-view]',
+  viewMs: 1000,
+  viewThreshold: 0.5,
+  forms: true,
+  frustration: true,
+  sensitiveParams: [],
   sessionTimeout: 18e5,
   sessionMaxAge: 864e5,
 }
 
 // Read while the script runs: the default endpoint is where it was loaded from.
-const script = D.currentScript
+const script = document.currentScript
 
-export let o
+export let options
 
-export const configure = opts => {
-  o = { ...DEFAULTS, ...opts }
-  o.endpoint = (o.endpoint || new URL((script && script.src) || location).origin).replace(/\/$/, '')
+export const configure = given => {
+  options = { ...DEFAULTS, ...given }
+  options.endpoint = (options.endpoint || new URL((script && script.src) || location).origin).replace(/\/$/, '')
 }
+
+// With debug: true every refusal, failure and error is written to the console.
+export const debugLog = (...details) => options.debug && console.warn('footfall:', ...details)

@@ -1,36 +1,52 @@
 // Page context and page views. Every message carries the current page in
-// context.page; the page view changes on load and on SPA navigation
-// (history.pushState / replaceState / popstate). The URL without its hash is
-// the key: the same URL twice is one page view.
+// context.page; the page view changes on load, on SPA navigation
+// (history.pushState / replaceState / popstate, and hashchange with
+// hashRouting) and on a restore from the back/forward cache. The URL without
+// its hash is the key (with hashRouting, the full URL): the same key twice is
+// one page view. URLs and referrers are scrubbed of sensitive parameters.
 
-import { W, D, on } from './util.js'
+import { on } from './util.js'
+import { options } from './options.js'
+import { scrubUrl } from './privacy.js'
 
-const L = location
-let lastKey
+let currentKey
+let pageReferrer
 
 export let pageInfo
 
-const key = () => L.href.split('#')[0]
+const pageKey = () => (F_LIFECYCLE && options.hashRouting ? location.href : location.href.split('#')[0])
 
-export const isNewPage = () => lastKey != key()
+export const isNewPage = () => currentKey != pageKey()
 
-// Make the current location the page view (the previous one becomes the referrer).
-export const enterPage = () => {
-  if (!isNewPage()) return
-  // The first page view's referrer is the document's; an SPA view's is the previous view's URL.
-  pageInfo = { url: L.href, path: L.pathname, referrer: lastKey || D.referrer, title: D.title, search: L.search }
-  lastKey = key()
+// Make the current location the page view (the previous one becomes the
+// referrer); force: a new view of the same URL (a back/forward cache restore).
+// Called again for the same view it only refreshes url, title and search.
+export const enterPage = force => {
+  const scrub = url => scrubUrl(url, options.sensitiveParams)
+  if (force || isNewPage()) {
+    // The first page view's referrer is the document's; an SPA view's is the previous view's URL.
+    pageReferrer = pageInfo ? pageInfo.url : scrub(document.referrer)
+    currentKey = pageKey()
+  }
+  pageInfo = {
+    url: scrub(location.href),
+    path: location.pathname,
+    referrer: pageReferrer,
+    title: document.title,
+    search: scrub(location.search),
+  }
 }
 
-// Call onNav after each navigation (deferred a tick: routers set the title after pushState).
-export const watchHistory = onNav => {
-  const H = history, later = () => setTimeout(onNav)
-  for (const f of ['pushState', 'replaceState']) {
-    const orig = H[f]
-    H[f] = function () {
+// Call onNavigation after each navigation (deferred a tick: routers set the title after pushState).
+export const watchHistory = onNavigation => {
+  const later = () => setTimeout(onNavigation)
+  for (const method of ['pushState', 'replaceState']) {
+    const original = history[method]
+    history[method] = function () {
       later()
-      return orig.apply(this, arguments)
+      return original.apply(this, arguments)
     }
   }
-  on(W, 'popstate', later)
+  on(window, 'popstate', later)
+  if (F_LIFECYCLE && options.hashRouting) on(window, 'hashchange', later)
 }

@@ -3,36 +3,43 @@
 // the goal instead of firing marks early; a page shorter than the viewport is
 // read whole (100 %). maxScroll feeds Page Engaged.
 
-import { W, D, on } from './util.js'
-import { o } from './options.js'
+import { on } from './util.js'
+import { options } from './options.js'
 import { track } from './events.js'
 
-let done, enabled
+let marksSent
+let sendMarks
 export let maxScroll
 
 export const resetScroll = () => {
-  done = {}
+  marksSent = {}
   maxScroll = 0
 }
 
 export const checkScroll = () => {
-  const h = D.documentElement.scrollHeight, v = W.innerHeight,
-    pct = h <= v ? 100 : Math.min(100, Math.round(((W.scrollY + v) / h) * 100))
-  if (pct > maxScroll) maxScroll = pct
-  if (enabled)
-    for (const m of o.scrollMarks)
-      if (pct >= m && !done[m]) {
-        done[m] = 1
-        track('Scroll Depth Reached', { depth_percent: m, page_height: h, viewport_height: v })
+  const pageHeight = document.documentElement.scrollHeight
+  const viewportHeight = innerHeight
+  const percent = pageHeight <= viewportHeight ? 100 : Math.min(100, Math.round(((scrollY + viewportHeight) / pageHeight) * 100))
+  if (percent > maxScroll) maxScroll = percent
+  if (sendMarks)
+    for (const mark of options.scrollMarks)
+      if (percent >= mark && !marksSent[mark]) {
+        marksSent[mark] = 1
+        track('Scroll Depth Reached', { depth_percent: mark, page_height: pageHeight, viewport_height: viewportHeight })
       }
 }
 
 // send false: only measure maxScroll (for Page Engaged), send nothing.
 export const scroll = send => {
-  enabled = send
+  sendMarks = send
   resetScroll()
   let pending
-  on(W, 'scroll resize', () => pending || (pending = setTimeout(() => ((pending = 0), checkScroll()), 100)))
+  on(window, 'scroll resize', () => {
+    pending = pending || setTimeout(() => {
+      pending = 0
+      checkScroll()
+    }, 100)
+  })
   // Measure only once the document is complete: a half-parsed page looks short.
-  D.readyState == 'complete' ? checkScroll() : on(W, 'load', checkScroll)
+  document.readyState == 'complete' ? checkScroll() : on(window, 'load', checkScroll)
 }

@@ -3,21 +3,28 @@
 // storage so all tabs of a visit share it.
 
 import { uuid, now } from './util.js'
-import { get, set, del } from './store.js'
-import { o } from './options.js'
+import { get, set, remove } from './store.js'
+import { options } from './options.js'
 
-let mem
+// { i: id, s: started at, l: last message at } (short keys: it is stored)
+let inMemory
 
 // Returns [sessionId, isFirstMessageOfSession].
 export const touch = () => {
-  let t = now(), s = get('s') || mem, fresh
-  if (!s || t - s.l > o.sessionTimeout || t - s.s > o.sessionMaxAge) (s = { i: uuid(), s: t }), (fresh = 1)
-  s.l = t
-  set('s', (mem = s))
-  return [s.i, fresh]
+  const time = now()
+  let session = get('s') || inMemory
+  let isNew
+  if (!session || time - session.l > options.sessionTimeout || time - session.s > options.sessionMaxAge) {
+    session = { i: uuid(), s: time }
+    isNew = true
+  }
+  session.l = time
+  inMemory = session
+  set('s', session)
+  return [session.i, isNew]
 }
 
 export const endSession = () => {
-  mem = 0
-  del('s')
+  inMemory = 0
+  remove('s')
 }

@@ -1,37 +1,44 @@
 // First-party storage (localStorage, "ff_" prefix). Nothing is written while
 // writes are disabled (consent pending or refused); reads stay possible so
 // an earlier decision can be honored. Where localStorage is unavailable
-// (blocked storage), everything stays in memory for the page's lifetime.
+// (blocked storage, some private modes) every call quietly does nothing.
 
-let enabled
-const P = 'ff_'
+const PREFIX = 'ff_'
+let writable
 
-export const enable = b => (enabled = b)
-
-export const get = k => {
-  try {
-    return JSON.parse(localStorage.getItem(P + k))
-  } catch (e) {}
+export const enable = allowed => {
+  writable = allowed
 }
 
+export const get = key => {
+  try {
+    return JSON.parse(localStorage.getItem(PREFIX + key))
+  } catch (error) {}
+}
+
+// Store text that already is JSON (the queue keeps its messages serialized).
 // force: the consent decision itself, remembered even when storage is refused.
-export const set = (k, v, force) => {
+export const putJson = (key, json, force) => {
   try {
-    ;(enabled || force) && localStorage.setItem(P + k, JSON.stringify(v))
-  } catch (e) {}
+    if (writable || force) localStorage.setItem(PREFIX + key, json)
+  } catch (error) {}
 }
 
-export const del = k => {
+export const set = (key, value, force) => putJson(key, JSON.stringify(value), force)
+
+export const remove = key => {
   try {
-    localStorage.removeItem(P + k)
-  } catch (e) {}
+    localStorage.removeItem(PREFIX + key)
+  } catch (error) {}
 }
 
-// Keys (without prefix) of stored items whose name starts with prefix p.
-export const keys = p => {
+// Keys (without prefix) of stored items whose name starts with prefix.
+export const keys = prefix => {
   try {
-    return Object.keys(localStorage).filter(k => !k.indexOf(P + p)).map(k => k.slice(3))
-  } catch (e) {
+    return Object.keys(localStorage)
+      .filter(key => key.startsWith(PREFIX + prefix))
+      .map(key => key.slice(PREFIX.length))
+  } catch (error) {
     return []
   }
 }

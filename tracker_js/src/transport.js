@@ -1,79 +1,180 @@
-// Lossless delivery. Messages wait in an in-memory queue mirrored to
-// localStorage (under a per-page key, so tabs don't overwrite each other),
-// go out in batches by count or time, and leave the queue only when the
-// collector acknowledged them. Network errors, 429 and 5xx are retried with
-// exponential backoff and jitter (Retry-After wins); other 4xx are dropped.
-// A page closing mid-request keeps its copy in storage and the next page
-// sends it again: the collector deduplicates by messageId.
+// Lossless delivery. Messages are serialized once, wait in an in-memory queue
+// mirrored to localStorage (under a per-page key, so tabs don't overwrite each
+// other), go out in batches by count or time, and leave the queue only when
+// the collector acknowledged them. Network errors, 429 and 5xx are retried
+// with exponential backoff and jitter (Retry-After wins); other 4xx are final
+// (dropped, counted), and a 401/403 (wrong write key or origin) stops sending
+// for the page. A page closing mid-request keeps its copy in storage and the
+// next page sends it again: the collector deduplicates by messageId.
 
-import { W, on } from './util.js'
-import { get, set, del, keys } from './store.js'
-import { o } from './options.js'
+import { on } from './util.js'
+import { get, putJson, remove, keys } from './store.js'
+import { options, debugLog } from './options.js'
+import { receiveSegments } from './segments.js'
 
-let Q = [], busy, timer, attempt = 0
-const key = 'q' + Math.random().toString(36).slice(2)
-export let dropped = 0
+// Browsers allow 64 KB of keepalive request bodies in flight per page.
+const MAX_REQUEST_BYTES = 6e4
+const storageKey = 'q' + Math.random().toString(36).slice(2)
+const utf8 = new TextEncoder()
 
-// One timer: the batching delay, or while retrying (attempt > 0) the backoff.
-const later = ms => timer || (timer = setTimeout(() => ((timer = 0), flush(1)), ms))
+// JSON text of each message not yet acknowledged, oldest first.
+let queue = []
+// Messages of requests still waiting for an answer.
+const inFlight = new Set()
+let timer
+let attempt = 0
+let stoppedByStatus
+
+// What stats() reports besides the queue length; refused/failed/errors map a reason to a count.
+const counts = { dropped: 0, refused: {}, failed: {}, errors: {} }
+
+const count = (table, reason, number = 1) => {
+  table[reason] = (table[reason] || 0) + number
+}
 
 // Bound the queue (1000 messages, 500 KB; oldest dropped, counted), then mirror it.
 const save = () => {
-  while (Q.length > 1e3 || JSON.stringify(Q).length > 5e5) Q.shift(), dropped++
-  Q.length ? set(key, Q) : del(key)
+  let json
+  while ((json = '[' + queue.join() + ']').length > 5e5 || queue.length > 1e3) {
+    queue.shift()
+    counts.dropped++
+  }
+  queue.length ? putJson(storageKey, json) : remove(storageKey)
 }
 
-export const start = () => on(W, 'online', () => flush(1))
-
-// Take over queues that earlier pages (or other tabs) left behind.
-export const adopt = () => {
-  let old = []
-  keys('q').map(k => k != key && ((old = old.concat(get(k) || [])), del(k)))
-  Q = old.concat(Q)
-  save()
-  later(0)
+// One timer: the batching delay, or while retrying (attempt > 0) the backoff.
+const schedule = delay => {
+  timer = timer || setTimeout(() => {
+    timer = 0
+    flush(true)
+  }, delay)
 }
 
-export const push = m => {
-  Q.push(m)
-  save()
-  Q.length < o.batchSize ? later(o.flushInterval) : flush()
-}
-
-export const stats = () => ({ queued: Q.length, dropped })
-
-// Send the oldest batch: at most batchSize messages and ~60 KB, so the request
-// fits the 64 KB keepalive budget and survives the page being closed.
-// During a backoff only the retry timer (or coming back online) may send.
-export const flush = retry => {
-  if (busy || (attempt && !retry) || !Q.length) return
+const retryLater = retryAfterSeconds => {
   clearTimeout(timer)
   timer = 0
-  busy = 1
-  let batch = Q.slice(0, o.batchSize), body
-  while ((body = JSON.stringify({ batch, sentAt: new Date().toISOString(), writeKey: o.writeKey })).length > 6e4 && batch[1])
-    batch.pop()
-  const fail = after => {
-    busy = 0
-    clearTimeout(timer)
-    timer = 0
-    later(after >= 0 ? after * 1e3 : Math.min(o.retryDelay * 2 ** attempt, 6e4) * (0.5 + Math.random() / 2))
-    attempt++
+  schedule(
+    retryAfterSeconds >= 0
+      ? retryAfterSeconds * 1e3
+      : Math.min(options.retryDelay * 2 ** attempt, 6e4) * (0.5 + Math.random() / 2),
+  )
+  attempt++
+}
+
+// What the collector said about the messages it took (refusals, failures, the
+// visitor's segments) or why it took none.
+const readAnswer = (status, answer) => {
+  if (F_SEGMENTS && answer.segments) receiveSegments(answer.segments)
+  if (!F_ANSWERS) return
+  if (status > 399) {
+    count(counts.errors, answer.error || status)
+    debugLog(status, answer.error, answer.detail)
   }
-  fetch(o.endpoint + o.apiPath, {
+  for (const reason in answer.refused) {
+    count(counts.refused, reason, answer.refused[reason])
+    debugLog('refused', reason, answer.refused[reason])
+  }
+  for (const failure of answer.failed || []) {
+    count(counts.failed, failure.reason)
+    debugLog('failed', failure.reason, failure.messageId, failure.errors)
+  }
+}
+
+const send = (batch, bytes) => {
+  for (const message of batch) inFlight.add(message)
+  const answered = () => {
+    for (const message of batch) inFlight.delete(message)
+  }
+  const body =
+    '{"batch":[' + batch.join() + '],"sentAt":"' + new Date().toISOString() + '","writeKey":' + JSON.stringify(options.writeKey) + '}'
+  fetch(options.endpoint + options.apiPath, {
     method: 'POST',
     body,
     headers: { 'Content-Type': 'text/plain' },
-    keepalive: body.length < 65e3,
-    credentials: 'omit',
-  }).then(r => {
-    const s = r.status
-    if (s == 429 || s > 499) return fail(parseFloat(r.headers.get('Retry-After')))
-    // 2xx delivered; any other 4xx will never be accepted: drop, counted.
-    if (s > 399) dropped += batch.length
-    busy = attempt = 0
-    Q = Q.filter(m => !batch.includes(m))
-    save()
-    flush()
-  }, fail)
+    keepalive: bytes < MAX_REQUEST_BYTES,
+    credentials: options.credentials,
+  }).then(
+    response => {
+      answered()
+      const status = response.status
+      if (status == 429 || status > 499) return retryLater(parseFloat(response.headers.get('Retry-After')))
+      // Delivered (2xx), or never to be accepted (4xx): off the queue either way.
+      attempt = 0
+      queue = queue.filter(message => !batch.includes(message))
+      if (status > 399) counts.dropped += batch.length
+      // A wrong write key or origin will not fix itself: stop, and say so once.
+      if (status == 401 || status == 403) {
+        stoppedByStatus = status
+        counts.dropped += queue.length
+        queue = []
+      }
+      save()
+      flush()
+      if (F_ANSWERS || F_SEGMENTS)
+        response
+          .json()
+          .catch(() => ({}))
+          .then(answer => readAnswer(status, answer))
+    },
+    () => {
+      answered()
+      retryLater()
+    },
+  )
+}
+
+export const start = () => on(window, 'online', () => flush(true))
+
+// Take over queues that earlier pages (or other tabs) left behind.
+export const adopt = () => {
+  let adopted = []
+  for (const key of keys('q')) {
+    if (key != storageKey) {
+      adopted = adopted.concat(get(key) || [])
+      remove(key)
+    }
+  }
+  queue = adopted.map(message => JSON.stringify(message)).concat(queue)
+  save()
+  schedule(0)
+}
+
+export const push = message => {
+  if (stoppedByStatus) {
+    counts.dropped++
+    return
+  }
+  queue.push(JSON.stringify(message))
+  save()
+  queue.length < options.batchSize ? schedule(options.flushInterval) : flush()
+}
+
+export const stats = () => ({ queued: queue.length, ...counts })
+
+// Send the oldest waiting messages: at most batchSize and MAX_REQUEST_BYTES
+// (counted in UTF-8 bytes, as the browser counts them) per request. Normally
+// one request at a time; during a backoff only the retry timer (or coming back
+// online) may send. leaving (page hidden or left): everything not already in
+// a request goes out now, in as many keepalive requests as it takes; a request
+// still unanswered is keepalive too and outlives the page. Prerendered pages
+// send nothing until shown.
+export const flush = (retry, leaving) => {
+  if (document.prerendering || stoppedByStatus) return
+  if (!leaving && (inFlight.size || (attempt && !retry))) return
+  clearTimeout(timer)
+  timer = 0
+  let waiting = queue.filter(message => !inFlight.has(message))
+  while (waiting.length) {
+    const batch = []
+    let bytes = 200 // the envelope: sentAt, writeKey
+    for (const message of waiting) {
+      const size = utf8.encode(message).length + 1
+      if (batch.length == options.batchSize || (batch.length && bytes + size > MAX_REQUEST_BYTES)) break
+      batch.push(message)
+      bytes += size
+    }
+    send(batch, bytes)
+    if (!leaving) return
+    waiting = waiting.slice(batch.length)
+  }
 }

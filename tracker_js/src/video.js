@@ -3,36 +3,49 @@
 // Progress marks fire once per play-through (reset when playback ends), so
 // seeking back and forth does not repeat them.
 
-import { D, on, ignored, round2 } from './util.js'
+import { on, ignored, round2 } from './util.js'
 import { track } from './events.js'
 
 export const video = () => {
-  // Per element: s started, p playing, and the progress marks already sent.
-  const state = new WeakMap()
-  on(D, 'playing pause seeked timeupdate ended', ({ target: el, type: t }) => {
-    if (!(el instanceof HTMLMediaElement) || ignored(el)) return
-    const d = el.duration, len = isFinite(d) ? round2(d) : null,
-      pct = len ? Math.min(100, Math.floor((el.currentTime / d) * 100)) : 0, st = state.get(el) || {}
-    const send = (name, percent = pct) =>
+  // Per element: { started, playing, [mark]: sent }
+  const stateOf = new WeakMap()
+  on(document, 'playing pause seeked timeupdate ended', ({ target: media, type }) => {
+    if (!(media instanceof HTMLMediaElement) || ignored(media)) return
+    const duration = media.duration
+    const length = isFinite(duration) ? round2(duration) : null
+    const percent = length ? Math.min(100, Math.floor((media.currentTime / duration) * 100)) : 0
+    const state = stateOf.get(media) || {}
+    const send = (name, reportedPercent = percent) =>
       track('Video ' + name, {
-        video_id: el.id || el.currentSrc,
-        src: el.currentSrc,
-        title: el.title || el.ariaLabel || '',
-        media_type: el.localName,
-        position: round2(el.currentTime),
-        total_length: len,
-        percent,
+        video_id: media.id || media.currentSrc,
+        src: media.currentSrc,
+        title: media.title || media.ariaLabel || '',
+        media_type: media.localName,
+        position: round2(media.currentTime),
+        total_length: length,
+        percent: reportedPercent,
       })
-    state.set(el, st)
-    // 'playing' (not 'play'): the duration is known by then. It also fires
-    // when playback recovers from buffering, which is not a resume.
-    if (t == 'playing') st.p || send(st.s ? 'Playback Resumed' : 'Playback Started'), (st.s = st.p = 1)
-    // A pause event also precedes 'ended'; that one is not the user's.
-    else if (t == 'pause') (st.p = 0), el.ended || send('Playback Paused')
-    else if (t == 'seeked') send('Playback Seek Completed')
+    stateOf.set(media, state)
+    if (type == 'playing') {
+      // 'playing' (not 'play'): the duration is known by then. It also fires
+      // when playback recovers from buffering, which is not a resume.
+      if (!state.playing) send(state.started ? 'Playback Resumed' : 'Playback Started')
+      state.started = state.playing = 1
+    } else if (type == 'pause') {
+      // A pause event also precedes 'ended'; that one is not the user's.
+      state.playing = 0
+      if (!media.ended) send('Playback Paused')
+    } else if (type == 'seeked') send('Playback Seek Completed')
     else {
-      for (const m of [10, 25, 50, 75, 90]) pct < m || st[m] || send('Progress', (st[m] = m))
-      if (t == 'ended') send('Playback Completed', 100), state.delete(el)
+      for (const mark of [10, 25, 50, 75, 90])
+        if (percent >= mark && !state[mark]) {
+          state[mark] = 1
+          send('Progress', mark)
+        }
+      if (type == 'ended') {
+        send('Playback Completed', 100)
+        stateOf.delete(media)
+      }
     }
   })
 }

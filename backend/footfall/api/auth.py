@@ -99,6 +99,12 @@ def cors_headers(origin: str, *, credentials: bool = False) -> dict[str, str]:
     return headers
 
 
+# Refusals a browser script must be able to read from any origin, so a wrong write
+# key or origin shows as what it is instead of a CORS error (and is not retried).
+# Their bodies carry only the error code and text, never data.
+READABLE_ERRORS = frozenset({400, 401, 403, 413, 415})
+
+
 def preflight_headers(origin: str, *, credentials: bool = False) -> dict[str, str]:
     return {
         **cors_headers(origin, credentials=credentials),

@@ -17,9 +17,11 @@ from footfall.api import metrics, segments
 from footfall.api.auth import authenticate, cors_headers, preflight_headers
 from footfall.api.body import parse_json, read_body
 from footfall.api.client_ip import client_ip, trusted_networks
+from footfall.api.id_cookie import id_cookie_header
 from footfall.api.openapi import INGEST_OPENAPI, INGEST_RESPONSES
 from footfall.errors import BadRequest, Forbidden, PayloadTooLarge, Unavailable
 from footfall.pipeline.consent import LedgerView
+from footfall.pipeline.id_cookie import cookie_anonymous_id
 from footfall.pipeline.types import BatchPlan, Failure, RequestContext
 from footfall.state import AppState, app_state
 from footfall.storage.consent import load_ledger
@@ -134,6 +136,10 @@ async def _ingest(
     except StorageUnavailable as exc:
         metrics.count_unavailable(len(messages))
         raise Unavailable.retry_after(state.settings.retry_after_s) from exc
+    if browser and state.settings.id_cookie and (outcome.inserted or outcome.duplicates):
+        request.state.id_cookie = id_cookie_header(
+            request, state.settings, cookie_anonymous_id(messages, ctx)
+        )
     metrics.count_batch(
         plan, len(outcome.inserted), len(outcome.duplicates), len(messages), outcome.rejected
     )
@@ -159,9 +165,14 @@ async def _privacy_inputs(
 
 def _json_response(request: Request, payload: dict[str, Any]) -> Response:
     headers = {}
+    state = app_state(request)
     origin = getattr(request.state, "cors_origin", None)
     if origin:
-        headers = cors_headers(origin)
+        # Credentials only with the id cookie: its answers set a cookie.
+        headers = cors_headers(origin, credentials=state.settings.id_cookie)
+    cookie = getattr(request.state, "id_cookie", None)
+    if cookie:
+        headers["Set-Cookie"] = cookie
     return Response(orjson.dumps(payload), media_type="application/json", headers=headers)
 
 

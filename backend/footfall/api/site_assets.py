@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -26,26 +27,67 @@ def tracker_file() -> Path:
     return PACKAGE_DIR.parent.parent / "tracker_js" / "dist" / "footfall.min.js"
 
 
+# Precomputed at build time (tracker_js/build.mjs) next to the script, best first.
+ENCODINGS = (("br", ".br"), ("gzip", ".gz"))
+
+
+@dataclass(frozen=True, slots=True)
+class TrackerFiles:
+    """The script as built and its compressed variants, read once per process."""
+
+    etag: str
+    variants: dict[str, bytes]  # content-coding ("identity", "br", "gzip") -> bytes
+
+
 @lru_cache(maxsize=1)
-def _tracker_bytes() -> tuple[bytes, str]:
-    data = tracker_file().read_bytes()
-    return data, '"' + hashlib.sha256(data).hexdigest()[:16] + '"'
+def _tracker_files() -> TrackerFiles:
+    path = tracker_file()
+    variants = {"identity": path.read_bytes()}
+    for coding, suffix in ENCODINGS:
+        compressed = path.with_name(path.name + suffix)
+        if compressed.is_file():
+            variants[coding] = compressed.read_bytes()
+    return TrackerFiles(hashlib.sha256(variants["identity"]).hexdigest()[:16], variants)
+
+
+def accepted_codings(header: str | None) -> set[str]:
+    """Content-codings an ``Accept-Encoding`` header accepts (``q=0`` refuses one)."""
+    accepted = set()
+    for item in (header or "").lower().split(","):
+        coding, _, params = item.strip().partition(";")
+        quality = params.strip().removeprefix("q=").strip() if "q=" in params else "1"
+        try:
+            if float(quality) > 0:
+                accepted.add(coding.strip())
+        except ValueError:
+            continue
+    return accepted
 
 
 async def tracker_script(request: Request) -> Response:
-    """Served at a path not named like a tracker (``FOOTFALL_TRACKER_PATH``), cacheable."""
+    """Served at a path not named like a tracker (``FOOTFALL_TRACKER_PATH``), cacheable,
+    brotli- or gzip-compressed as the client accepts."""
     try:
-        data, etag = _tracker_bytes()
+        files = _tracker_files()
     except FileNotFoundError:
         return Response("tracker not built: run `npm run build` in tracker_js/", 404)
+    accepted = accepted_codings(request.headers.get("accept-encoding"))
+    coding = next((c for c, _ in ENCODINGS if c in accepted and c in files.variants), "identity")
+    # One ETag per representation: a cache must not answer a gzip request with brotli.
+    etag = f'"{files.etag}-{coding}"' if coding != "identity" else f'"{files.etag}"'
     headers = {
         "Cache-Control": "public, max-age=3600, stale-while-revalidate=86400",
         "ETag": etag,
+        "Vary": "Accept-Encoding",
         "Access-Control-Allow-Origin": "*",
     }
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers=headers)
-    return Response(data, media_type="application/javascript; charset=utf-8", headers=headers)
+    if coding != "identity":
+        headers["Content-Encoding"] = coding
+    return Response(
+        files.variants[coding], media_type="application/javascript; charset=utf-8", headers=headers
+    )
 
 
 @router.get("/demo", include_in_schema=False)

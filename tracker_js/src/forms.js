@@ -1,0 +1,52 @@
+// Form Started (first input in a form), Form Submitted, and Form Abandoned
+// (the page is left after a start without a submit). Never a field's value:
+// only the form's id, name and selector, how many fields were touched, the
+// last field's name (never a password's or a data-ff-ignore field's) and the
+// time since the start.
+
+import { now, on, ignored, selectorOf } from './util.js'
+import { track } from './events.js'
+
+// form -> { startedAt, touched: Set of fields, lastField, done }
+const forms = new Map()
+
+const send = (event, form, state) =>
+  track(event, {
+    form_id: form.getAttribute('id') || '',
+    form_name: form.getAttribute('name') || '',
+    selector: selectorOf(form),
+    fields_touched: state.touched.size,
+    last_field: state.lastField || '',
+    ms_since_start: now() - state.startedAt,
+  })
+
+const stateOf = form => {
+  let state = forms.get(form)
+  if (!state) forms.set(form, (state = { startedAt: now(), touched: new Set() }))
+  return state
+}
+
+export const formTracking = () => {
+  on(document, 'input change', ({ target: field }) => {
+    const form = field.form
+    if (!form || ignored(form)) return
+    const started = forms.has(form)
+    const state = stateOf(form)
+    state.touched.add(field)
+    if (field.type != 'password' && !ignored(field)) state.lastField = field.name || field.getAttribute('id')
+    if (!started) send('Form Started', form, state)
+  })
+  on(document, 'submit', ({ target: form }) => {
+    if (ignored(form)) return
+    const state = stateOf(form)
+    state.done = 1
+    send('Form Submitted', form, state)
+  })
+}
+
+// The page is being left: every started, unsubmitted form is abandoned (once).
+export const abandonForms = () =>
+  forms.forEach((state, form) => {
+    if (!state.done) send('Form Abandoned', form, state)
+    state.done = 1
+  })

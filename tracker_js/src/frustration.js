@@ -1,0 +1,52 @@
+// Frustration signals.
+// Rage Click: at least 3 clicks on one element, each within 1 s of the
+// previous and 30 px of the first, sent once per burst (when it ends) with
+// the number of clicks.
+// Dead Click: a click on a link or button after which nothing happens within
+// 1 s: no DOM change, no URL or history change, no navigation, no form submit.
+
+import { now, on, ignored, describe, watchDom, CLICKABLE } from './util.js'
+import { track } from './events.js'
+
+const WINDOW_MS = 1000
+let burst = { clicks: 0 }
+let lastChange = 0
+
+const endBurst = () => {
+  clearTimeout(burst.timer)
+  if (burst.clicks > 2) track('Rage Click', { ...describe(burst.element), clicks: burst.clicks })
+  burst = { clicks: 0 }
+}
+
+export const frustration = () => {
+  watchDom(() => {
+    lastChange = now()
+  })
+  on(document, 'submit', () => {
+    lastChange = now()
+  })
+  on(document, 'click', event => {
+    const { target, clientX: x, clientY: y } = event
+    if (ignored(target)) return
+    if (target != burst.element || Math.hypot(x - burst.x, y - burst.y) > 30) {
+      endBurst()
+      burst = { element: target, x, y, clicks: 0 }
+    }
+    burst.clicks++
+    clearTimeout(burst.timer)
+    burst.timer = setTimeout(endBurst, WINDOW_MS)
+
+    const clickable = target.closest(CLICKABLE)
+    if (!clickable) return
+    const clickedAt = now()
+    const urlBefore = location.href
+    setTimeout(() => {
+      // A link that was followed is no dead click, even when the next page is slow to come.
+      const navigates = clickable.href && !event.defaultPrevented
+      if (!navigates && lastChange < clickedAt && location.href == urlBefore) track('Dead Click', describe(clickable))
+    }, WINDOW_MS)
+  })
+}
+
+// The page is being left: a burst in progress ends now.
+export const endFrustration = endBurst
