@@ -88,8 +88,10 @@ class Site:
         head: str = "",
         before_init: str = "",
         title: str = "Test page",
+        with_query: bool = False,
     ) -> str:
-        """Serve an HTML page at base_url + path with the snippet; returns its URL."""
+        """Serve an HTML page at base_url + path (with_query: and path?anything) with the
+        snippet; returns its URL."""
         tag = snippet(self.collector.tracker_url, self.options(**(init or {})), before_init)
         html = (
             f"<!doctype html><html><head><meta charset=utf-8><title>{title}</title>{head}{tag}"
@@ -97,7 +99,8 @@ class Site:
         )
         url = self.base + path
         self.context.route(
-            url, lambda route: route.fulfill(status=200, body=html, content_type="text/html")
+            url + "?*" if with_query else url,
+            lambda route: route.fulfill(status=200, body=html, content_type="text/html"),
         )
         return url
 
@@ -142,17 +145,23 @@ class Site:
         return self.events()
 
 
+def desktop_user_agent(browser: Any) -> str:
+    """The collector refuses bots, and "HeadlessChrome" is one: present as the desktop
+    browser it is."""
+    return (
+        "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+        f"Chrome/{browser.version} Safari/537.36"
+    )
+
+
 @pytest.fixture
 def site(browser: Any, collector: Collector) -> Iterator[Site]:
     site_id, write_key = collector.make_site(
         allowed_origins=["*"], settings={"allow_undeclared_events": True, "allow_bots": True}
     )
-    # The collector refuses bots, and "HeadlessChrome" is one: present as the desktop browser it is.
-    user_agent = (
-        "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
-        f"Chrome/{browser.version} Safari/537.36"
+    context = browser.new_context(
+        viewport={"width": 1000, "height": 700}, user_agent=desktop_user_agent(browser)
     )
-    context = browser.new_context(viewport={"width": 1000, "height": 700}, user_agent=user_agent)
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))

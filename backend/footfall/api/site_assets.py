@@ -55,6 +55,8 @@ def accepted_codings(header: str | None) -> set[str]:
     accepted = set()
     for item in (header or "").lower().split(","):
         coding, _, params = item.strip().partition(";")
+        if not coding.strip():
+            continue
         quality = params.strip().removeprefix("q=").strip() if "q=" in params else "1"
         try:
             if float(quality) > 0:
