@@ -3,6 +3,8 @@ and, for what must never leave the browser, on the requests themselves."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 pytestmark = pytest.mark.browser
@@ -203,3 +205,23 @@ def test_dead_click_versus_working_button_and_followed_link(site):
     site.wait(lambda rs: any(r["type"] == "page" for r in rs))
     site.settle(1.2)
     assert [r["properties"]["selector"] for r in site.named("Dead Click")] == ["#nothing"]
+
+
+def test_the_tracker_strips_exactly_what_the_collector_scrubs(site):
+    """The tracker's list is a copy of the collector's: every collector word (bare and in
+    compound names) is stripped before sending, and names that merely contain one are not."""
+    from footfall.pipeline.scrub import SENSITIVE_PARAMS
+
+    names = sorted(SENSITIVE_PARAMS)
+    query = "&".join(
+        [f"{n}=v{i}" for i, n in enumerate(names)]
+        + ["user_" + names[0] + "=x", "my" + names[1].capitalize() + "=y"]
+        + ["keyboard=ok1", "passage=ok2", "authors=ok3", "page=ok4"]
+    )
+    bodies = sent_bodies(site)
+    site.serve("/t/params.html", "<p>p</p>", init={"scroll": False}, with_query=True)
+    site.page.goto(site.base + "/t/params.html?" + query)
+    site.wait(lambda rs: len(rs) == 1)
+    [body] = [json.loads(b) for b in bodies if '"page"' in b]
+    url = body["batch"][0]["context"]["page"]["url"]
+    assert url == site.base + "/t/params.html?keyboard=ok1&passage=ok2&authors=ok3&page=ok4"

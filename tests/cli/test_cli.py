@@ -41,6 +41,9 @@ def test_migrate_and_sites(admin_dsn: str) -> None:
         duplicate = footfall("sites", "create", "shop", dsn=dsn, check=False)
         assert duplicate.returncode != 0
         assert query(dsn, "SELECT name FROM sites") == [{"name": "shop"}]
+        footfall("sites", "create", "staging", "--allow-bots", dsn=dsn)
+        [staging] = query(dsn, "SELECT settings FROM sites WHERE name = 'staging'")
+        assert staging["settings"] == {"allow_bots": True}
 
 
 def test_schemas_check(tmp_path: Path) -> None:

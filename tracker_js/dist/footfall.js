@@ -36,35 +36,22 @@
   // src/store.js
   var PREFIX = "ff_";
   var writable;
+  var attempt = (operation) => {
+    try {
+      return operation();
+    } catch (error) {
+    }
+  };
   var enable = (allowed2) => {
     writable = allowed2;
   };
-  var get = (key) => {
-    try {
-      return JSON.parse(localStorage.getItem(PREFIX + key));
-    } catch (error) {
-    }
-  };
-  var putJson = (key, json, force) => {
-    try {
-      if (writable || force) localStorage.setItem(PREFIX + key, json);
-    } catch (error) {
-    }
-  };
+  var get = (key) => attempt(() => JSON.parse(localStorage.getItem(PREFIX + key)));
+  var putJson = (key, json, force) => (writable || force) && attempt(() => localStorage.setItem(PREFIX + key, json));
   var set = (key, value, force) => putJson(key, JSON.stringify(value), force);
-  var remove = (key) => {
-    try {
-      localStorage.removeItem(PREFIX + key);
-    } catch (error) {
-    }
-  };
-  var keys = (prefix) => {
-    try {
-      return Object.keys(localStorage).filter((key) => key.startsWith(PREFIX + prefix)).map((key) => key.slice(PREFIX.length));
-    } catch (error) {
-      return [];
-    }
-  };
+  var remove = (key) => attempt(() => localStorage.removeItem(PREFIX + key));
+  var keys = (prefix) => attempt(
+    () => Object.keys(localStorage).filter((key) => key.startsWith(PREFIX + prefix)).map((key) => key.slice(PREFIX.length))
+  ) || [];
 
   // src/options.js
   var DEFAULTS = {
@@ -72,7 +59,6 @@
     batchSize: 20,
     flushInterval: 1e3,
     retryDelay: 1e3,
-    credentials: "same-origin",
     respectGPC: true,
     pageviews: true,
     clicks: true,
@@ -145,18 +131,17 @@
 
   // src/segments.js
   var knownSegments;
-  var receiveSegments = (list) => {
-    if (JSON.stringify(list) == JSON.stringify(knownSegments)) return;
-    knownSegments = list;
-    window.dispatchEvent(new CustomEvent("footfall:segments", { detail: { segments: list } }));
+  var receiveSegments = (segments2) => {
+    if ("" + segments2 == knownSegments) return;
+    knownSegments = segments2;
+    dispatchEvent(new CustomEvent("footfall:segments", { detail: { segments: segments2 } }));
   };
   var segments = (callback) => {
     if (knownSegments) return callback(knownSegments);
     if (allowed() !== true) return callback([]);
-    fetch(
-      options.endpoint + "/v1/segments?writeKey=" + encodeURIComponent(options.writeKey) + "&anonymousId=" + anonymousId,
-      { credentials: options.credentials }
-    ).then((response) => response.json()).then((answer) => answer.segments && receiveSegments(answer.segments)).catch(() => {
+    fetch(options.endpoint + "/v1/segments?writeKey=" + options.writeKey + "&anonymousId=" + anonymousId, {
+      credentials: options.credentials
+    }).then((response) => response.json()).then((answer) => answer.segments && receiveSegments(answer.segments)).catch(() => {
     }).then(() => callback(knownSegments || []));
   };
 
@@ -167,7 +152,7 @@
   var queue = [];
   var inFlight = /* @__PURE__ */ new Set();
   var timer;
-  var attempt = 0;
+  var attempt2 = 0;
   var stoppedByStatus;
   var counts = { dropped: 0, refused: {}, failed: {}, errors: {} };
   var count = (table, reason, number = 1) => {
@@ -191,9 +176,9 @@
     clearTimeout(timer);
     timer = 0;
     schedule(
-      retryAfterSeconds >= 0 ? retryAfterSeconds * 1e3 : Math.min(options.retryDelay * 2 ** attempt, 6e4) * (0.5 + Math.random() / 2)
+      retryAfterSeconds >= 0 ? retryAfterSeconds * 1e3 : Math.min(options.retryDelay * 2 ** attempt2, 6e4) * (0.5 + Math.random() / 2)
     );
-    attempt++;
+    attempt2++;
   };
   var readAnswer = (status, answer) => {
     if (answer.segments) receiveSegments(answer.segments);
@@ -228,7 +213,7 @@
         answered();
         const status = response.status;
         if (status == 429 || status > 499) return retryLater(parseFloat(response.headers.get("Retry-After")));
-        attempt = 0;
+        attempt2 = 0;
         queue = queue.filter((message2) => !batch.includes(message2));
         if (status > 399) counts.dropped += batch.length;
         if (status == 401 || status == 403) {
@@ -272,7 +257,7 @@
   var stats = () => ({ queued: queue.length, ...counts });
   var flush = (retry, leaving) => {
     if (document.prerendering || stoppedByStatus) return;
-    if (!leaving && (inFlight.size || attempt && !retry)) return;
+    if (!leaving && (inFlight.size || attempt2 && !retry)) return;
     clearTimeout(timer);
     timer = 0;
     let waiting = queue.filter((message2) => !inFlight.has(message2));
@@ -312,14 +297,13 @@
   };
 
   // src/privacy.js
-  var SENSITIVE_PARAMS = "email mail phone tel mobile token password passwd pwd pass secret key apikey session sessionid sid auth authorization code otp pin ssn signature sig jwt credential credentials accesstoken refreshtoken idtoken".split(
-    " "
-  );
-  var isSensitive = (name, extraNames) => [name, ...name.match(/[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])/g) || []].some(
-    (word) => SENSITIVE_PARAMS.concat(extraNames).includes(word.toLowerCase())
-  );
+  var SENSITIVE_WORD = /^(e?mail|phone|tel|mobile|((access|refresh|id)?token)|pass(wd|word)?|pwd|secret|(api)?key|session(id)?|sid|auth(orization)?|code|otp|pin|ssn|sig(nature)?|jwt|credentials?)$/;
+  var isSensitive = (name, extraNames) => [name, ...name.match(/[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])/g) || []].some((word) => {
+    word = word.toLowerCase();
+    return SENSITIVE_WORD.test(word) || extraNames.includes(word);
+  });
   var scrubUrl = (url, extraNames) => false ? url : url.replace(/\?([^#]*)/, (query, parameters) => {
-    const kept = parameters.split("&").filter((part) => part && !isSensitive(part.split("=")[0], extraNames));
+    const kept = parameters.split("&").filter((part) => !isSensitive(part.split("=")[0], extraNames));
     return kept.length ? "?" + kept.join("&") : "";
   });
 

@@ -6,7 +6,6 @@ const DEFAULTS = {
   batchSize: 20,
   flushInterval: 1000,
   retryDelay: 1000,
-  credentials: 'same-origin',
   respectGPC: true,
   pageviews: true,
   clicks: true,

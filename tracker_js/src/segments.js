@@ -10,20 +10,20 @@ import { allowed } from './consent.js'
 
 let knownSegments
 
-export const receiveSegments = list => {
-  if (JSON.stringify(list) == JSON.stringify(knownSegments)) return
-  knownSegments = list
-  window.dispatchEvent(new CustomEvent('footfall:segments', { detail: { segments: list } }))
+export const receiveSegments = segments => {
+  // Keys are plain strings: the joined lists compare as the lists do.
+  if ('' + segments == knownSegments) return
+  knownSegments = segments
+  dispatchEvent(new CustomEvent('footfall:segments', { detail: { segments } }))
 }
 
 export const segments = callback => {
   if (knownSegments) return callback(knownSegments)
   // Asking sends the anonymousId: not before consent.
   if (allowed() !== true) return callback([])
-  fetch(
-    options.endpoint + '/v1/segments?writeKey=' + encodeURIComponent(options.writeKey) + '&anonymousId=' + anonymousId,
-    { credentials: options.credentials },
-  )
+  fetch(options.endpoint + '/v1/segments?writeKey=' + options.writeKey + '&anonymousId=' + anonymousId, {
+    credentials: options.credentials,
+  })
     .then(response => response.json())
     .then(answer => answer.segments && receiveSegments(answer.segments))
     .catch(() => {})

@@ -110,6 +110,8 @@ def cmd_sites_create(args: argparse.Namespace) -> None:
     site_settings: dict[str, Any] = {}
     if args.allow_undeclared_events:
         site_settings["allow_undeclared_events"] = True
+    if args.allow_bots:
+        site_settings["allow_bots"] = True
     if args.schema_dir:
         site_settings["schema_dir"] = str(Path(args.schema_dir).resolve())
     engine = create_sync_engine(_dsn(_settings()))
@@ -211,6 +213,11 @@ def parser() -> argparse.ArgumentParser:
         "--consent-mode", default="implied", choices=["implied", "anonymous", "required"]
     )
     create.add_argument("--allow-undeclared-events", action="store_true")
+    create.add_argument(
+        "--allow-bots",
+        action="store_true",
+        help="store bots and headless browsers (device_type 'bot') instead of refusing them",
+    )
     create.add_argument("--schema-dir", help="this site's custom event schemas")
     create.set_defaults(func=cmd_sites_create)
     sites.add_parser("list", help="list sites").set_defaults(func=cmd_sites_list)
