@@ -187,7 +187,11 @@ def create_app(settings: Settings | None = None, *, migrate_on_start: bool = Tru
         origin = getattr(request.state, "cors_origin", None)
         if origin:
             headers.update(cors_headers(origin, credentials=settings.id_cookie))
-        elif request.headers.get("origin") and exc.status in READABLE_ERRORS:
+        elif (
+            request.headers.get("origin")
+            and exc.status in READABLE_ERRORS
+            and request.method != "OPTIONS"  # a refused preflight stays a plain refusal
+        ):
             # Any origin: the tracker must see a wrong key as such, and not retry it.
             headers.update(cors_headers(request.headers["origin"], credentials=settings.id_cookie))
         return JSONResponse(

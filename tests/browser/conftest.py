@@ -74,7 +74,12 @@ class Site:
 
     @property
     def base(self) -> str:
-        return self.collector.base_url
+        # By name, not by address: the collector redacts IP addresses in stored URLs.
+        return self.collector.base_url.replace("//127.0.0.1:", "//localhost:")
+
+    @property
+    def tracker_url(self) -> str:
+        return self.base + self.collector.tracker_url.removeprefix(self.collector.base_url)
 
     def options(self, **extra: Any) -> dict[str, Any]:
         return {"writeKey": self.write_key, "endpoint": self.base, **FAST, **extra}
@@ -92,7 +97,7 @@ class Site:
     ) -> str:
         """Serve an HTML page at base_url + path (with_query: and path?anything) with the
         snippet; returns its URL."""
-        tag = snippet(self.collector.tracker_url, self.options(**(init or {})), before_init)
+        tag = snippet(self.tracker_url, self.options(**(init or {})), before_init)
         html = (
             f"<!doctype html><html><head><meta charset=utf-8><title>{title}</title>{head}{tag}"
             f"</head><body style='margin:0'>{body}</body></html>"

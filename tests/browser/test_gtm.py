@@ -78,7 +78,7 @@ def test_template_code_loads_the_tracker_and_sends(site):
     page = site.page
     page.goto(url)
     base = {
-        "scriptUrl": site.collector.tracker_url,
+        "scriptUrl": site.tracker_url,
         "writeKey": site.write_key,
         "scroll": False,
         "engagement": False,

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.browser.conftest import CHROMIUM, Site, desktop_user_agent, playwright_api, snippet
+from tests.browser.conftest import CHROMIUM, Site, desktop_user_agent, snippet
 
 pytestmark = pytest.mark.browser
 
@@ -24,20 +24,20 @@ def page_views(site) -> list[dict]:
 
 
 @pytest.fixture
-def bfcache_site(collector) -> Iterator[Site]:
-    """A site in a Chromium with the back/forward cache on (Playwright turns it off)."""
-    with playwright_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-background-networking"],
-            ignore_default_args=["--disable-back-forward-cache"],
-        )
-        site_id, write_key = collector.make_site(
-            allowed_origins=["*"], settings={"allow_undeclared_events": True, "allow_bots": True}
-        )
-        context = browser.new_context(user_agent=desktop_user_agent(browser))
-        yield Site(collector, context, context.new_page(), site_id, write_key)
-        browser.close()
+def bfcache_site(browser, collector) -> Iterator[Site]:
+    """A site in a second Chromium with the back/forward cache on (Playwright's default
+    arguments turn it off)."""
+    with_cache = browser.browser_type.launch(
+        executable_path=CHROMIUM,
+        args=["--no-sandbox", "--disable-background-networking"],
+        ignore_default_args=["--disable-back-forward-cache"],
+    )
+    site_id, write_key = collector.make_site(
+        allowed_origins=["*"], settings={"allow_undeclared_events": True, "allow_bots": True}
+    )
+    context = with_cache.new_context(user_agent=desktop_user_agent(with_cache))
+    yield Site(collector, context, context.new_page(), site_id, write_key)
+    with_cache.close()
 
 
 def test_bfcache_restore_is_a_new_page_view(bfcache_site):

@@ -251,7 +251,12 @@ def _check_cors(base_url: str, dsn: str) -> None:
         url, json={"batch": [_click()]}, auth=(key, ""), headers={"Origin": "https://evil.example"}
     )
     assert denied.status_code == 403
-    assert "access-control-allow-origin" not in denied.headers
+    # The refusal is readable by the page (issue 13 item 7), and carries nothing but the reason.
+    assert denied.headers["access-control-allow-origin"] == "https://evil.example"
+    assert denied.json() == {
+        "error": "origin_not_allowed",
+        "detail": "origin https://evil.example is not allowed for this site",
+    }
     assert (
         query(dsn, "SELECT count(*) AS n FROM events WHERE site_id = %s", (site_id,))[0]["n"] == 1
     )

@@ -156,6 +156,7 @@ def test_id_cookie_first_party_only_and_after_consent(cookie_server, database) -
     cookie = response.headers["set-cookie"]
     assert cookie.startswith("ff_id=anon-abc-1;") and "SameSite=Lax" in cookie
     assert "Max-Age=34560000" in cookie and "Secure" not in cookie and "HttpOnly" not in cookie
+    assert response.headers["access-control-allow-credentials"] == "true"
     # Another site's page (a third-party context) and server-side senders get no cookie.
     assert (
         "set-cookie"
@@ -197,5 +198,7 @@ def test_id_cookie_domain_and_secure(database) -> None:
         response = _post(thread, key, [_page("anon-dom-1")], "https://127.0.0.1")
         cookie = response.headers["set-cookie"]
         assert "Domain=127.0.0.1" in cookie and "Secure" in cookie
+        # Its answers set a cookie: credentialed CORS, so credentials: 'include' can read them.
+        assert response.headers["access-control-allow-credentials"] == "true"
     finally:
         thread.stop()
