@@ -142,7 +142,9 @@ def test_origin_check_ignores_host(admin_dsn: str, database: str) -> None:
             url, json=body, headers={"Origin": "http://evil.example", "Host": "evil.example"}
         )
         assert spoofed.status_code == 403
-        assert "access-control-allow-origin" not in spoofed.headers
+        # Readable as a refusal (issue 13 item 7: CORS on 401/403 for any origin), nothing more.
+        assert spoofed.json()["error"] == "origin_not_allowed"
+        assert "access-control-allow-credentials" not in spoofed.headers
         own = httpx.post(url, json=body, headers={"Origin": "https://collector.example"})
         assert own.status_code == 200
         assert own.headers["access-control-allow-origin"] == "https://collector.example"

@@ -148,7 +148,6 @@
   // src/transport.js
   var MAX_REQUEST_BYTES = 6e4;
   var storageKey = "q" + Math.random().toString(36).slice(2);
-  var utf8 = new TextEncoder();
   var queue = [];
   var inFlight = /* @__PURE__ */ new Set();
   var timer;
@@ -265,7 +264,7 @@
       const batch = [];
       let bytes = 200;
       for (const message2 of waiting) {
-        const size = utf8.encode(message2).length + 1;
+        const size = new Blob([message2]).size + 1;
         if (batch.length == options.batchSize || batch.length && bytes + size > MAX_REQUEST_BYTES) break;
         batch.push(message2);
         bytes += size;

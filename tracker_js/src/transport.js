@@ -15,7 +15,6 @@ import { receiveSegments } from './segments.js'
 // Browsers allow 64 KB of keepalive request bodies in flight per page.
 const MAX_REQUEST_BYTES = 6e4
 const storageKey = 'q' + Math.random().toString(36).slice(2)
-const utf8 = new TextEncoder()
 
 // JSON text of each message not yet acknowledged, oldest first.
 let queue = []
@@ -168,7 +167,7 @@ export const flush = (retry, leaving) => {
     const batch = []
     let bytes = 200 // the envelope: sentAt, writeKey
     for (const message of waiting) {
-      const size = utf8.encode(message).length + 1
+      const size = new Blob([message]).size + 1
       if (batch.length == options.batchSize || (batch.length && bytes + size > MAX_REQUEST_BYTES)) break
       batch.push(message)
       bytes += size
