@@ -102,28 +102,33 @@ def test_forms_started_submitted_abandoned_without_values(site):
     started = {r["properties"]["form_name"]: r["properties"] for r in site.named("Form Started")}
     [submitted] = site.named("Form Submitted")
 
-    assert started["signup-form"] == {
+    first = dict(started["signup-form"])
+    assert first.pop("ms_since_start") < 50
+    assert first == {
         "form_id": "signup",
         "form_name": "signup-form",
         "selector": "#signup",
         "fields_touched": 1,
         "last_field": "email",
-        "ms_since_start": 0,
     }
     sub = submitted["properties"]
     assert sub["form_id"] == "signup" and sub["fields_touched"] == 4
     # The password and the data-ff-ignore field count as touched but are never named.
     assert sub["last_field"] == "message" and sub["ms_since_start"] >= 100
-    ab = abandoned["properties"]
-    assert (
-        ab["form_name"] == "survey"
-        and ab["form_id"] == ""
-        and ab["selector"] == "form:nth-child(2)"
-    )
-    assert ab["fields_touched"] == 2 and ab["last_field"] == "city"
+    # Sent by a keepalive request from a page being left (which Playwright may not report):
+    # its stored properties are exactly these, no value among them.
+    ab = dict(abandoned["properties"])
+    assert ab.pop("ms_since_start") >= 0
+    assert ab == {
+        "form_id": "",
+        "form_name": "survey",
+        "selector": "form:nth-child(2)",
+        "fields_touched": 2,
+        "last_field": "city",
+    }
     assert len(site.named("Form Abandoned")) == 1  # the submitted form is not abandoned
     sent = "\n".join(bodies)
-    assert "Form Abandoned" in sent
+    assert "Form Submitted" in sent
     for value in (
         "alice@example.com",
         "hunter2-pass",
