@@ -7,6 +7,15 @@
 - ``analytics.sessions.from_idle_rule`` also covers the parts split off an
   idle-rule session for a second user of a shared device (item 20; the split
   itself is done by the writer, storage/sessions.py).
+- Failed events stored by earlier versions lose what they should never have
+  kept (items 13, 14, 16): every error text (it may quote the value sent) is
+  replaced by a fixed one, keeping the JSON Pointer with e-mail addresses in it
+  redacted; an id or time field holding an array or object (never valid, kept
+  raw before) is replaced by ``"[removed]"`` and the row marked
+  ``unreplayable``; a ``context.timezone`` that PostgreSQL does not know and a
+  ``context.locale`` that is no language tag are removed. One UPDATE of
+  ``failed_events`` (not of ``events``: stored events are never rewritten).
+  Not undone by the downgrade (the removed values are gone).
 
 Revision ID: 20261201_1010
 Revises: 20261122_1500
@@ -85,9 +94,57 @@ LEFT JOIN public.persons pa ON pa.id = ia.person_id
 """
 
 
+ERROR_TEXT = "error text removed by the 2026-12-01 privacy migration: replay to re-validate"
+EMAIL_SQL = "[A-Za-z0-9._%+-]+(@|%40)[A-Za-z0-9-]+(\\.[A-Za-z0-9-]+)*\\.[A-Za-z]{2,}"
+_ID_FIELDS = ("anonymousId", "userId", "previousId", "timestamp", "originalTimestamp", "sentAt",
+              "type")  # fmt: skip
+# The language-tag rule of pipeline/scrub.py, in PostgreSQL's regular expression syntax.
+LOCALE_SQL = (
+    "^[A-Za-z]{2,3}(-[A-Za-z]{3}){0,3}(-[A-Za-z]{4})?(-([A-Za-z]{2}|[0-9]{3}))?"
+    "(-([A-Za-z0-9]{5,8}|[0-9][A-Za-z0-9]{3}))*(-[0-9A-WY-Za-wy-z](-[A-Za-z0-9]{2,8})+)*"
+    "(-[Xx](-[A-Za-z0-9]{1,8})+)?$"
+)
+
+
+def _scrub_failed_events() -> None:
+    op.execute(
+        "UPDATE failed_events SET errors = COALESCE(("
+        " SELECT jsonb_agg(jsonb_build_object("
+        f"   'path', regexp_replace(e->>'path', '{EMAIL_SQL}', '[email]', 'g'),"
+        f"   'message', '{ERROR_TEXT}') ORDER BY n)"
+        " FROM jsonb_array_elements(CASE jsonb_typeof(errors) WHEN 'array' THEN errors"
+        "      ELSE '[]'::jsonb END) WITH ORDINALITY AS t(e, n)), '[]'::jsonb)"
+    )
+    for name in _ID_FIELDS:
+        op.execute(
+            "UPDATE failed_events SET"
+            f" raw = jsonb_set(raw, '{{{name}}}', '\"[removed]\"'),"
+            " status = CASE WHEN status = 'pending' THEN 'unreplayable' ELSE status END"
+            f" WHERE jsonb_typeof(raw->'{name}') IN ('array', 'object')"
+        )
+    op.execute(
+        "UPDATE failed_events SET raw = jsonb_set(raw, '{context,sessionId}', '\"[removed]\"'),"
+        " status = CASE WHEN status = 'pending' THEN 'unreplayable' ELSE status END"
+        " WHERE jsonb_typeof(raw->'context'->'sessionId') IN ('array', 'object')"
+    )
+    op.execute(
+        "UPDATE failed_events SET raw = jsonb_set(raw, '{context}', (raw->'context') - 'timezone')"
+        " WHERE jsonb_typeof(raw->'context') = 'object' AND raw->'context' ? 'timezone'"
+        " AND (jsonb_typeof(raw->'context'->'timezone') <> 'string'"
+        "      OR raw->'context'->>'timezone' NOT IN (SELECT name FROM pg_timezone_names))"
+    )
+    op.execute(
+        "UPDATE failed_events SET raw = jsonb_set(raw, '{context}', (raw->'context') - 'locale')"
+        " WHERE jsonb_typeof(raw->'context') = 'object' AND raw->'context' ? 'locale'"
+        " AND (jsonb_typeof(raw->'context'->'locale') <> 'string'"
+        f"      OR replace(raw->'context'->>'locale', '_', '-') !~ '{LOCALE_SQL}')"
+    )
+
+
 def upgrade() -> None:
     op.execute(_PERSON_EVENTS.format(person=SURVIVOR))
     op.execute(_sessions_view(_SESSIONS_NEW))
+    _scrub_failed_events()
 
 
 def downgrade() -> None:

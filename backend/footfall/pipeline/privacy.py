@@ -240,6 +240,8 @@ def _kept(name: str, value: Any, key: PiiKey, scrub: Callable[[str], str]) -> An
 
     Where a string or number belongs, anything else is hashed whole (it may hold an
     e-mail in an array); an object (``library``, ``consent`` …) has its strings scrubbed.
+    Idempotent (a hash is a string; scrubbed text scrubs to itself), so it also runs on
+    a replayed failure.
     """
     if isinstance(value, str):
         # A time or a type holds no e-mail when valid, so scrubbing costs nothing then;
@@ -271,7 +273,9 @@ def pseudonymize(
     out: dict[str, Any] = {}
     for name, value in message.items():
         if name in ("userId", "previousId", "anonymousId") and hashed:
-            out[name] = value
+            # Hashes are strings: an array or object here was never pseudonymized (a
+            # failure stored by an earlier version), so it is hashed now.
+            out[name] = _hash_any(value, key) if isinstance(value, list | dict) else value
         elif name in ("userId", "previousId"):
             out[name] = _hash_id(value, key)
         elif name == "anonymousId":
@@ -292,12 +296,12 @@ def pseudonymize(
                     if (tag := language_tag(cvalue)) is not None:
                         context[cname] = tag  # only a BCP 47 tag: anything else is dropped
                 elif cname in _CONTEXT_KEPT:
-                    context[cname] = cvalue if hashed else _kept(cname, cvalue, key, scrub)
+                    context[cname] = _kept(cname, cvalue, key, scrub)
                 else:
                     context[cname] = scrub_value(cvalue, scrub)
             out[name] = context
         elif name in _TOP_LEVEL_KEPT:
-            out[name] = value if hashed else _kept(name, value, key, scrub)
+            out[name] = _kept(name, value, key, scrub)
         else:
             out[name] = scrub_value(value, scrub)  # properties, event, name, groupId, ...
     out[PSEUDONYMIZED_MARK] = message.get(PSEUDONYMIZED_MARK) or key.key_id

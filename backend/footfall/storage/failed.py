@@ -95,12 +95,14 @@ async def replay_failed(
                         )
                     for failed_id, failure in failing:
                         await cur.execute(
-                            "UPDATE failed_events SET reason = %s, errors = %s, schema = %s"
-                            " WHERE site_id = %s AND id = %s",
+                            # raw too: pseudonymized and scrubbed under today's policy.
+                            "UPDATE failed_events SET reason = %s, errors = %s, schema = %s,"
+                            " raw = %s WHERE site_id = %s AND id = %s",
                             (
                                 failure.reason,
                                 Json(failure.errors),
                                 failure.schema,
+                                Json(failure.raw),
                                 *failed_id,
                             ),
                         )
