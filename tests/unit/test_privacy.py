@@ -77,6 +77,10 @@ def test_anonymous_id_hashed_only_when_it_is_an_email_or_phone() -> None:
     assert stored_anonymous_id("+44 20 7946 0958", K1) == K1.hash("+44 20 7946 0958")
     assert stored_anonymous_id("203.0.113.77", K1) == K1.hash("203.0.113.77")  # no raw IPs
     assert stored_anonymous_id("2001:db8::1", K1) == K1.hash("2001:db8::1")
+    # Look-ups also try the value as sent (earlier versions stored an IP-like id raw).
+    ring = keyring_of("k1", K1.secret.decode())
+    assert ring.anonymous_ids("203.0.113.77") == [K1.hash("203.0.113.77"), "203.0.113.77"]
+    assert ring.anonymous_ids("dev-1") == ["dev-1"]
     ring = keyring_of("k2", "new", [("k1", "old")])
     assert [k.key_id for k in ring.keys] == ["k2", "k1"]
     assert len(set(ring.user_hashes("u"))) == 2

@@ -102,8 +102,13 @@ class Keyring:
         return [key.hash(str(user_id)) for key in self.keys]
 
     def anonymous_ids(self, anonymous_id: Any) -> list[str]:
-        """What a raw anonymousId is stored as, under every key (for look-ups)."""
-        return list(dict.fromkeys(stored_anonymous_id(anonymous_id, k) for k in self.keys))
+        """What a raw anonymousId is stored as, under every key (for look-ups).
+
+        The value as sent too: versions before 2026-12-01 kept an IP address used as
+        anonymousId unhashed, and erasure must still find those rows.
+        """
+        stored = (stored_anonymous_id(anonymous_id, k) for k in self.keys)
+        return list(dict.fromkeys([*stored, str(anonymous_id)]))
 
 
 def keyring_of(key_id: str, secret: str, previous: Iterable[tuple[str, str]] = ()) -> Keyring:
