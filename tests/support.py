@@ -6,7 +6,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +23,7 @@ from footfall.app import create_app
 from footfall.settings import Settings
 from footfall.storage import migrate
 from footfall.storage.engine import create_sync_engine
-from footfall.storage.sites import create_site
+from footfall.storage.sites import create_site, ensure_demo_site
 
 LOCAL_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -97,6 +97,10 @@ class ServerThread:
     def __init__(self, settings: Settings, *, migrate_on_start: bool = False) -> None:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
+        if settings.demo_enabled and not migrate_on_start and settings.database_url:
+            # What `footfall serve` does before its workers start (app.prepare_database).
+            with psycopg.connect(settings.database_url) as conn, conn.transaction():
+                ensure_demo_site(conn)
         app = create_app(settings, migrate_on_start=migrate_on_start)
         self.app = app
         # As `footfall serve` runs it (api/server.py): header limit and timeouts, and
@@ -120,6 +124,15 @@ class ServerThread:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=30)
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    """Poll ``condition`` until it holds (for what the collector does in the background)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still false after {timeout_s} s: {condition}")
+        time.sleep(0.05)
 
 
 def collector_settings(dsn: str, **overrides: Any) -> Settings:

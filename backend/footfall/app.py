@@ -1,7 +1,8 @@
 """The FastAPI application, built by :func:`create_app`; nothing happens at import time.
 
-Several engineers edit this file concurrently: read DEVELOPING.md at the repository root
-(rules, extension points, migration ids) before changing it.
+The pipeline steps and the writer's transaction steps are assembled here, in
+one place each (:func:`build_pipeline`, :func:`build_tx_steps`), for the app
+and for ``footfall failed replay`` alike.
 """
 
 from __future__ import annotations
@@ -24,11 +25,12 @@ from footfall.api.openapi import describe_openapi
 from footfall.api.ratelimit import RateLimiter
 from footfall.errors import FootfallError, RejectedByDatabase, Unavailable
 from footfall.observability import RequestMiddleware
+from footfall.operations import keyring
 from footfall.pipeline.consent import consent_step
 from footfall.pipeline.device import device_step
 from footfall.pipeline.geo import GeoLookup, GeoStep, open_geo
 from footfall.pipeline.identity import IdentityHygiene
-from footfall.pipeline.privacy import PrivacyPolicy, SaltRing, keyring_of, privacy_step
+from footfall.pipeline.privacy import PrivacyPolicy, SaltRing, privacy_step
 from footfall.pipeline.process import Limits, Pipeline
 from footfall.schemas.registry import SchemaRegistry
 from footfall.settings import Settings
@@ -42,7 +44,7 @@ from footfall.storage.profiles import profiles_step
 from footfall.storage.salts import SaltStore, continue_visitors
 from footfall.storage.segments import SegmentsStep, Sweeper
 from footfall.storage.sessions import sessions_step
-from footfall.storage.sites import SiteCache, ensure_demo_site
+from footfall.storage.sites import SiteCache, demo_write_key, ensure_demo_site
 from footfall.storage.writer import TxStep, Writer
 from footfall.webhooks.dispatcher import DispatchConfig, Dispatcher
 
@@ -60,7 +62,7 @@ def build_pipeline(
     without them (replay) no cookieless visitor hash is computed. ``geo``: the
     GeoIP readers the lifespan opened; without them no geo columns.
     """
-    pii_key = keyring_of(settings.pii_key_id, settings.pii_key).current
+    pii_key = keyring(settings).current
     policy = PrivacyPolicy(settings.extra_sensitive_params)
     return Pipeline(
         registry=SchemaRegistry(settings.schema_dir, settings.schema_reload_s),
@@ -93,16 +95,39 @@ def build_tx_steps(settings: Settings, segments_step: SegmentsStep | None = None
     ]
 
 
+def prepare_database(settings: Settings, dsn: str) -> str | None:
+    """What runs once before serving: migrations, partitions ahead, the demo site.
+
+    ``footfall serve`` runs it in the parent process before any worker starts
+    (workers then skip it); an app built with ``migrate_on_start`` runs it in
+    its lifespan. Returns the demo site's write key when the demo is on.
+    """
+    migrate.upgrade(dsn)
+    partitions.ensure(dsn, settings.partition_months_ahead)
+    if not settings.demo_enabled:
+        return None
+    with psycopg.connect(dsn) as conn, conn.transaction():
+        return ensure_demo_site(conn)
+
+
+def create_worker_app() -> FastAPI:
+    """The app of a ``footfall serve`` worker: the parent already ran :func:`prepare_database`."""
+    return create_app(Settings(), migrate_on_start=False)
+
+
 def create_app(settings: Settings | None = None, *, migrate_on_start: bool = True) -> FastAPI:
-    """Build the collector app; the lifespan opens the pool, writer and registry."""
+    """Build the collector app; the lifespan opens the pool, writer and registry.
+
+    ``migrate_on_start``: run :func:`prepare_database` first (a standalone app);
+    off for ``footfall serve``'s workers and for tests on a migrated database.
+    """
     settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         dsn = await asyncio.to_thread(resolve_database_url, settings)
         if migrate_on_start:
-            await asyncio.to_thread(migrate.upgrade, dsn)
-        await asyncio.to_thread(partitions.ensure, dsn, settings.partition_months_ahead)
+            await asyncio.to_thread(prepare_database, settings, dsn)
         pool = create_pool(dsn, settings)
         await pool.open(wait=True, timeout=30)
         geo = await asyncio.to_thread(open_geo, settings.geoip_city_db, settings.geoip_asn_db)
@@ -131,13 +156,13 @@ def create_app(settings: Settings | None = None, *, migrate_on_start: bool = Tru
             ),
             pipeline=build_pipeline(settings, salts=salt_ring, geo=geo),
             salts=SaltStore(pool, salt_ring),
-            keyring=keyring_of(settings.pii_key_id, settings.pii_key, settings.previous_pii_keys),
+            keyring=keyring(settings),
             head_revision=migrate.head_revision(),
             rate_limiter=RateLimiter.from_settings(settings, metrics.count_rate_limited),
             segments=segments_step,
         )
         if settings.demo_enabled:
-            state.demo_write_key = await ensure_demo_site(pool)
+            state.demo_write_key = await demo_write_key(pool)
         if settings.webhook_dispatcher:
             assert state.keyring is not None
             state.webhooks = Dispatcher(
@@ -146,6 +171,7 @@ def create_app(settings: Settings | None = None, *, migrate_on_start: bool = Tru
             state.webhooks.start()
         app.state.footfall = state
         sampler = asyncio.create_task(metrics.sample_forever(state), name="footfall-metrics")
+        schemas = asyncio.create_task(state.pipeline.registry.watch(), name="footfall-schemas")
         sweeper = None
         if settings.segments_sweeper:
             sweeper = asyncio.create_task(
@@ -161,6 +187,7 @@ def create_app(settings: Settings | None = None, *, migrate_on_start: bool = Tru
             yield
         finally:
             sampler.cancel()
+            schemas.cancel()
             if sweeper is not None:
                 sweeper.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

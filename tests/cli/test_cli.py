@@ -62,7 +62,7 @@ def test_schemas_check(tmp_path: Path) -> None:
 
 def test_failed_list_and_replay(collector: Collector, tmp_path: Path) -> None:
     schema_dir = tmp_path / "schemas"
-    site_id, key = collector.make_site(settings={"schema_dir": str(schema_dir)})
+    site_id, key = collector.make_site(settings={"schema_dir": str(schema_dir), "strict": True})
     message = {"type": "track", "event": "Trial Started", "anonymousId": "a", "messageId": "cli-1"}
     httpx.post(collector.base_url + "/v1/batch", json={"batch": [message]}, auth=(key, ""))
     listing = footfall("failed", "list", "--limit", "1000", dsn=collector.dsn).stdout

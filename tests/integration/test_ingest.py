@@ -82,6 +82,11 @@ def test_concurrent_retries_from_many_clients_store_once(collector: Collector) -
 
 
 def test_invalid_message_fails_alone_with_its_error_paths(collector: Collector) -> None:
+    # Strict: an event without a schema fails too (before the site is first cached).
+    collector.query(
+        """UPDATE sites SET settings = settings || '{"strict": true}' WHERE id = %s""",
+        (collector.site_id,),
+    )
     bad = _click(properties={"selector": "a", "tag": 7})
     unknown = _click(event="Totally Custom")
     response = _post(collector, {"batch": [_click(), bad, _click(), unknown, "oops"]})

@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 
 from footfall.app import build_pipeline
-from footfall.storage.failed import replay_failed
-from tests.support import Collector, collector_settings
+from footfall.replay import replay_failed
+from tests.support import Collector, collector_settings, wait_until
 
 SIGNUP_SCHEMA = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -34,7 +34,7 @@ def _signup(plan: str = "pro") -> dict:
 
 def test_replay_after_adding_the_schema_stores_once(collector: Collector, tmp_path: Path) -> None:
     schema_dir = tmp_path / "schemas"
-    site_id, key = collector.make_site(settings={"schema_dir": str(schema_dir)})
+    site_id, key = collector.make_site(settings={"schema_dir": str(schema_dir), "strict": True})
     good, bad = _signup(), _signup(plan="enterprise")
     response = httpx.post(
         collector.base_url + "/v1/batch", json={"batch": [good, bad]}, auth=(key, "")
@@ -70,17 +70,23 @@ def test_replay_after_adding_the_schema_stores_once(collector: Collector, tmp_pa
 
 def test_running_collector_picks_up_new_schema_files(collector: Collector, tmp_path: Path) -> None:
     schema_dir = tmp_path / "live"
-    _, key = collector.make_site(settings={"schema_dir": str(schema_dir)})
+    site_id, key = collector.make_site(settings={"schema_dir": str(schema_dir), "strict": True})
     first = httpx.post(
         collector.base_url + "/v1/batch", json={"batch": [_signup()]}, auth=(key, "")
     )
     assert first.json()["failed"][0]["reason"] == "unknown_event"
     (schema_dir / "signed_up").mkdir(parents=True)
     (schema_dir / "signed_up" / "1-0-0.json").write_text(json.dumps(SIGNUP_SCHEMA))
-    second = httpx.post(
-        collector.base_url + "/v1/batch", json={"batch": [_signup()]}, auth=(key, "")
-    )
-    assert second.json()["accepted"] == 1
+    # The background reload (every FOOTFALL_SCHEMA_RELOAD_S, here its 0.1 s floor).
+    wait_until(lambda: _accepted(collector, key, _signup()))
+    assert collector.events(site_id)[0]["schema"] == "signed_up/1-0-0"
+
+
+def _accepted(collector: Collector, key: str, message: dict) -> bool:
+    body = httpx.post(
+        collector.base_url + "/v1/batch", json={"batch": [message]}, auth=(key, "")
+    ).json()
+    return bool(body["accepted"])
 
 
 def test_pinned_and_latest_schema_versions(collector: Collector, tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from footfall.pipeline.consent import (
     DENIED,
     GRANTED,
     UNDECIDED,
-    Decision,
+    ConsentDecision,
     LedgerView,
     analytics_consent,
     claimed_analytics,
@@ -210,7 +210,7 @@ def test_consent_claims_and_ledger() -> None:
     assert analytics_consent(granted, _ctx()) == GRANTED
     assert analytics_consent({"anonymousId": "a"}, _ctx(**{"sec-gpc": "1"})) == DENIED
     assert analytics_consent(granted, _ctx(**{"sec-gpc": "1"})) == GRANTED
-    withdrawn = LedgerView(by_anonymous_id={"a": Decision(False, datetime.now(UTC))})
+    withdrawn = LedgerView(by_anonymous_id={"a": ConsentDecision(False, datetime.now(UTC))})
     assert analytics_consent(granted, _ctx(ledger=withdrawn)) == DENIED
 
 

@@ -9,20 +9,27 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
 
 import psycopg
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel, Field, model_validator
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
-from footfall.errors import FootfallError
-from footfall.pipeline.privacy import Keyring, keyring_of
+from footfall.errors import FootfallError, PayloadTooLarge
+from footfall.operations import keyring, site_id
+from footfall.pipeline.identifiers import MAX_ID_LENGTH, storable_text
 from footfall.settings import Settings
 from footfall.state import app_state
 from footfall.storage.consent import record_decision
 from footfall.storage.privacy import erase_subject, export_subject
+
+MAX_BODY_BYTES = 64 * 1024
+MAX_PURPOSES = 50
 
 
 class AdminDisabled(FootfallError):
@@ -33,17 +40,78 @@ class AdminUnauthorized(FootfallError):
     status, code = 401, "invalid_admin_token"
 
 
-class UnknownSite(FootfallError):
-    status, code = 404, "unknown_site"
+class InvalidAdminRequest(FootfallError):
+    status, code = 400, "invalid_request"
+
+
+def _storable(max_length: int) -> AfterValidator:
+    """As identifiers are checked at ingest: no NUL or control character, no lone surrogate."""
+
+    def check(value: str) -> str:
+        if not storable_text(value, max_length):
+            raise ValueError("must not contain NUL, control characters or lone surrogates")
+        return value
+
+    return AfterValidator(check)
+
+
+# Bounds as the ingest envelope's (pipeline/identifiers.py).
+Name = Annotated[str, Field(min_length=1, max_length=255), _storable(255)]
+Identifier = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH), _storable(MAX_ID_LENGTH)]
+Purpose = Annotated[str, Field(min_length=1, max_length=64), _storable(64)]
+
+
+class AdminRoute(APIRoute):
+    """Admin bodies are checked like ingest bodies: size first, then a documented 400.
+
+    FastAPI's own answer to a body that fails its model is a 422 in another
+    shape; here every problem is ``{"error": "invalid_request", "detail": ...}``.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            if request.method == "POST":
+                await _read_bounded(request)
+            try:
+                return await handler(request)
+            except RequestValidationError as exc:
+                raise InvalidAdminRequest(_describe(exc)) from None
+
+        return route
+
+
+async def _read_bounded(request: Request) -> None:
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > MAX_BODY_BYTES:
+        raise PayloadTooLarge(f"admin request body over {MAX_BODY_BYTES} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            raise PayloadTooLarge(f"admin request body over {MAX_BODY_BYTES} bytes")
+    request._body = bytes(body)  # what request.body() returns from now on
+
+
+def _describe(exc: RequestValidationError) -> str:
+    """Where and what, never the offending value (it may be an e-mail or an id)."""
+    parts = []
+    for error in exc.errors()[:10]:
+        where = "/".join(str(p) for p in error.get("loc", ()) if p != "body") or "body"
+        parts.append(f"{where}: {error.get('msg', 'invalid')}")
+    return "; ".join(parts)
 
 
 class SubjectRequest(BaseModel):
     """Who: exactly one of user_id, anonymous_id or person, on one site (by name)."""
 
-    site: str
-    user_id: str | None = None
-    anonymous_id: str | None = None
-    person: str | None = None
+    model_config = ConfigDict(extra="forbid")
+
+    site: Name
+    user_id: Identifier | None = None
+    anonymous_id: Identifier | None = None
+    person: Annotated[str, Field(pattern=r"^[0-9]{1,19}$")] | None = None
 
     @model_validator(mode="after")
     def _one_subject(self) -> SubjectRequest:
@@ -66,11 +134,21 @@ class EraseRequest(SubjectRequest):
 
 
 class ConsentRequest(BaseModel):
-    site: str
-    anonymous_id: str | None = None
-    user_id: str | None = None
-    purposes: dict[str, bool] = Field(description='e.g. {"analytics": false}')
-    policy_version: str | None = Field(default=None, max_length=64)
+    model_config = ConfigDict(extra="forbid")
+
+    site: Name
+    anonymous_id: Identifier | None = None
+    user_id: Identifier | None = None
+    purposes: dict[Purpose, bool] = Field(
+        description='e.g. {"analytics": false}', min_length=1, max_length=MAX_PURPOSES
+    )
+    policy_version: Annotated[str, Field(max_length=64), _storable(64)] | None = None
+
+    @model_validator(mode="after")
+    def _someone(self) -> ConsentRequest:
+        if not self.anonymous_id and not self.user_id:
+            raise ValueError("give anonymous_id or user_id")
+        return self
 
 
 async def require_admin(request: Request) -> None:
@@ -86,14 +164,12 @@ async def require_admin(request: Request) -> None:
         raise AdminUnauthorized("Authorization: Bearer <FOOTFALL_ADMIN_TOKEN> required")
 
 
-router = APIRouter(prefix="/admin/privacy", tags=["privacy"], dependencies=[Depends(require_admin)])
-
-
-def _site_id(conn: psycopg.Connection[Any], name: str) -> int:
-    row = conn.execute("SELECT id FROM sites WHERE name = %s", (name,)).fetchone()
-    if row is None:
-        raise UnknownSite(f"no site named {name!r}")
-    return int(row[0])
+router = APIRouter(
+    prefix="/admin/privacy",
+    tags=["privacy"],
+    dependencies=[Depends(require_admin)],
+    route_class=AdminRoute,
+)
 
 
 async def _in_transaction(request: Request, work: Any, *, read_only: bool = False) -> Any:
@@ -108,17 +184,13 @@ async def _in_transaction(request: Request, work: Any, *, read_only: bool = Fals
     return await asyncio.to_thread(run)
 
 
-def _keyring(settings: Settings) -> Keyring:
-    return keyring_of(settings.pii_key_id, settings.pii_key, settings.previous_pii_keys)
-
-
 @router.post("/export")
 async def export(body: SubjectRequest, request: Request) -> JSONResponse:
     """Everything held about one person, by table (GDPR Art. 15)."""
     kind, value = body.subject
 
     def work(conn: psycopg.Connection[Any], settings: Settings) -> dict[str, Any]:
-        return export_subject(conn, _site_id(conn, body.site), kind, value, _keyring(settings))
+        return export_subject(conn, site_id(conn, body.site), kind, value, keyring(settings))
 
     return JSONResponse(await _in_transaction(request, work, read_only=True))
 
@@ -131,10 +203,10 @@ async def erase(body: EraseRequest, request: Request) -> JSONResponse:
     def work(conn: psycopg.Connection[Any], settings: Settings) -> dict[str, Any]:
         return erase_subject(
             conn,
-            _site_id(conn, body.site),
+            site_id(conn, body.site),
             kind,
             value,
-            _keyring(settings),
+            keyring(settings),
             suppress=body.suppress,
             requested_via="api",
         )
@@ -145,14 +217,12 @@ async def erase(body: EraseRequest, request: Request) -> JSONResponse:
 @router.post("/consent")
 async def consent(body: ConsentRequest, request: Request) -> JSONResponse:
     """Append a decision to the consent ledger (source ``api``), e.g. from a CRM opt-out."""
-    if not body.anonymous_id and not body.user_id:
-        raise FootfallError("give anonymous_id or user_id")
 
     def work(conn: psycopg.Connection[Any], settings: Settings) -> dict[str, Any]:
         return record_decision(
             conn,
-            _site_id(conn, body.site),
-            _keyring(settings).current,
+            site_id(conn, body.site),
+            keyring(settings).current,
             anonymous_id=body.anonymous_id,
             user_id=body.user_id,
             purposes=body.purposes,

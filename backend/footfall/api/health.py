@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -10,6 +12,7 @@ from footfall.state import app_state
 from footfall.storage.sites import database_revision
 
 router = APIRouter()
+log = logging.getLogger("footfall.health")
 
 
 @router.get("/healthz")
@@ -27,7 +30,14 @@ async def readyz(request: Request) -> JSONResponse:
         revision = await database_revision(state.pool)
         checks["database"] = True
         checks["schema_at_head"] = revision == state.head_revision
-    except Exception:
+    except Exception as exc:
+        # Not ready is the answer; why goes to the log (without the DSN: psycopg's
+        # messages name host and database, never the password).
+        log.warning(
+            "readiness: database check failed: %s",
+            type(exc).__name__,
+            extra={"error": f"{type(exc).__name__}: {exc}"},
+        )
         checks["database"] = False
         checks["schema_at_head"] = False
     ready = all(checks.values())

@@ -130,6 +130,7 @@ async def _ingest(
         headers=request.headers,
         ledger=await _privacy_inputs(state, site.id, messages, received_at),
     )
+    await state.pipeline.registry.prepare(site.schema_dir)  # file I/O in a thread, once
     plan = await _run_pipeline(state, messages, ctx)
     try:
         outcome = await state.writer.write(plan.rows, plan.failures)
@@ -141,7 +142,12 @@ async def _ingest(
             request, state.settings, cookie_anonymous_id(messages, ctx)
         )
     metrics.count_batch(
-        plan, len(outcome.inserted), len(outcome.duplicates), len(messages), outcome.rejected
+        plan,
+        len(outcome.inserted),
+        len(outcome.duplicates),
+        len(messages),
+        outcome.rejected,
+        undeclared=sum(row.undeclared for row in outcome.inserted),
     )
     body = _response_body(plan, outcome)
     if browser:  # the visitor's browser-exposed segments after this commit (docs/segments.md)

@@ -11,6 +11,7 @@ adds up all of them (gauges: the sum over live processes).
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -31,12 +32,17 @@ from starlette.responses import Response
 from footfall.pipeline.types import BatchPlan, Failure
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+log = logging.getLogger("footfall.metrics")
 
 MESSAGES = Counter(
     "footfall_messages",
     "Messages received, by outcome (accepted, duplicate, failed, refused, unavailable)"
     " and reason (the failure or refusal code)",
     ["outcome", "reason"],
+)
+UNDECLARED = Counter(
+    "footfall_undeclared_events",
+    "Track events stored without a schema (the site is not strict), also counted in accepted",
 )
 RATE_LIMITED = Counter(
     "footfall_rate_limited_requests", "Requests answered 429, by bucket (site, ip)", ["scope"]
@@ -117,11 +123,14 @@ def count_batch(
     duplicates: int,
     messages: int,
     rejected: Sequence[Failure] = (),
+    undeclared: int = 0,
 ) -> None:
     """Every message of a request that reached the writer, by outcome."""
     BATCH_SIZE.observe(messages)
     if accepted:
         MESSAGES.labels("accepted", "").inc(accepted)
+    if undeclared:
+        UNDECLARED.inc(undeclared)
     if duplicates:
         MESSAGES.labels("duplicate", "").inc(duplicates)
     for failure in [*plan.failures, *rejected]:
@@ -158,9 +167,20 @@ def observe_sweep(lags: Sequence[float]) -> None:
 
 
 async def sample_forever(state: Any, interval_s: float = 1.0) -> None:
-    """Copy the writer's queue depth and the pool's stats into gauges, every second."""
+    """Copy the writer's queue depth and the pool's stats into gauges, every second.
+
+    A failed sample is logged (once per distinct error in a row) and the loop goes
+    on: a dead sampler would leave the gauges frozen at their last values.
+    """
+    last_error = ""
     while True:
-        sample(state)
+        try:
+            sample(state)
+            last_error = ""
+        except Exception as exc:
+            if repr(exc) != last_error:
+                log.exception("metrics sample failed; gauges keep their last values")
+            last_error = repr(exc)
         await asyncio.sleep(interval_s)
 
 

@@ -215,8 +215,11 @@ def server_config(app: Any, settings: Settings, **kwargs: Any) -> ServerConfig:
 
 
 def run(settings: Settings, **kwargs: Any) -> None:
-    """Serve ``footfall.app:create_app`` as uvicorn.run would, with :func:`server_config`."""
-    config = server_config("footfall.app:create_app", settings, factory=True, **kwargs)
+    """Serve ``footfall.app:create_worker_app`` as uvicorn.run would, with :func:`server_config`.
+
+    The caller ran ``app.prepare_database`` first: workers never migrate.
+    """
+    config = server_config("footfall.app:create_worker_app", settings, factory=True, **kwargs)
     server = uvicorn.Server(config)
     try:
         if config.workers > 1:

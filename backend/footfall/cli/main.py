@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import dataclasses
 import json
-import os
 import signal
 import sys
 from pathlib import Path
@@ -14,7 +13,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from footfall.cli import partitions, privacy, profiles, segments, webhooks
+from footfall.cli import partitions, privacy, profiles, schemas, segments, webhooks
+from footfall.errors import FootfallError
 from footfall.settings import Settings
 
 
@@ -38,30 +38,27 @@ def _read_dsn(settings: Settings) -> str:
 
 def cmd_serve(args: argparse.Namespace) -> None:
     from footfall.api import server
-    from footfall.storage import migrate
+    from footfall.app import prepare_database
 
     settings = _settings()
     host = args.host or settings.host
     port = args.port or settings.port
     workers = args.workers or settings.workers
-    dsn = _dsn(settings)
-    migrate.upgrade(dsn)
-    if settings.demo_enabled:
-        key = _ensure_demo(dsn)
+    # Once, here, before any worker starts: workers skip it (app.create_worker_app).
+    # With the embedded database, each worker joins the server this process started.
+    demo_key = prepare_database(settings, _dsn(settings))
+    if demo_key:
         base = f"http://{host}:{port}"
         print(
             f"\nFootfall collector on {base}  (embedded PostgreSQL: {settings.embedded})\n"
             f"  demo page : {base}/demo\n"
-            f"  write key : {key}\n"
-            f"  try it    : curl -u '{key}:' {base}/v1/track \\\n"
+            f"  write key : {demo_key}\n"
+            f"  try it    : curl -u '{demo_key}:' {base}/v1/track \\\n"
             "                -H 'Content-Type: application/json' \\\n"
             '                -d \'{"event": "Signed Up", "anonymousId": "a1",'
             ' "properties": {"plan": "pro"}}\'\n',
             flush=True,
         )
-        os.environ["FOOTFALL_DEMO"] = "true"
-    # Workers (and a single in-process server) reach the same database.
-    os.environ["DATABASE_URL"] = dsn
     # uvicorn re-raises SIGTERM after its graceful shutdown; exiting through
     # SystemExit (not the default handler) lets atexit stop the embedded PostgreSQL.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
@@ -82,19 +79,6 @@ def cmd_serve(args: argparse.Namespace) -> None:
         )
 
 
-def _ensure_demo(dsn: str) -> str:
-    from footfall.storage.engine import create_sync_engine
-    from footfall.storage.sites import DEMO_SITE, create_site, get_site_by_name
-
-    engine = create_sync_engine(dsn)
-    with engine.begin() as conn:
-        site = get_site_by_name(conn, DEMO_SITE) or create_site(
-            conn, DEMO_SITE, allowed_origins=["*"], settings={"allow_undeclared_events": True}
-        )
-    engine.dispose()
-    return site.write_key
-
-
 def cmd_migrate(args: argparse.Namespace) -> None:
     from footfall.storage import migrate
 
@@ -108,8 +92,8 @@ def cmd_sites_create(args: argparse.Namespace) -> None:
     from footfall.storage.sites import create_site
 
     site_settings: dict[str, Any] = {}
-    if args.allow_undeclared_events:
-        site_settings["allow_undeclared_events"] = True
+    if args.strict:
+        site_settings["strict"] = True
     if args.allow_bots:
         site_settings["allow_bots"] = True
     if args.schema_dir:
@@ -125,6 +109,32 @@ def cmd_sites_create(args: argparse.Namespace) -> None:
         )
     engine.dispose()
     print(f"site {site.name} (id {site.id}) write key: {site.write_key}")
+
+
+def cmd_sites_configure(args: argparse.Namespace) -> None:
+    """Strictness and schema directory of a site (collectors see it within 30 s)."""
+    import psycopg
+
+    from footfall.operations import site_id
+    from footfall.storage.sites import configure_site
+
+    changes: dict[str, Any] = {}
+    unset: list[str] = []
+    if args.strict is not None:
+        changes["strict"] = args.strict
+    if args.schema_dir == "":
+        unset.append("schema_dir")
+    elif args.schema_dir:
+        changes["schema_dir"] = str(Path(args.schema_dir).resolve())
+    with psycopg.connect(_dsn(_settings())) as conn, conn.transaction():
+        mode, settings = configure_site(
+            conn,
+            site_id(conn, args.name),
+            consent_mode=args.consent_mode,
+            set_settings=changes,
+            unset=unset,
+        )
+    print(json.dumps({"site": args.name, "consent_mode": mode, "settings": settings}))
 
 
 def cmd_sites_list(args: argparse.Namespace) -> None:
@@ -153,17 +163,6 @@ def cmd_sites_secret_key(args: argparse.Namespace) -> None:
     print(f"site {site.name} (id {site.id}) secret key: {key}")
 
 
-def cmd_schemas_check(args: argparse.Namespace) -> None:
-    from footfall.schemas.registry import check_dir
-
-    problems = check_dir(Path(args.directory))
-    for problem in problems:
-        print(problem)
-    if problems:
-        sys.exit(1)
-    print(f"{args.directory}: all schemas valid")
-
-
 def cmd_failed_list(args: argparse.Namespace) -> None:
     from footfall.storage.failed import list_failed
 
@@ -177,7 +176,7 @@ def cmd_failed_list(args: argparse.Namespace) -> None:
 
 def cmd_failed_replay(args: argparse.Namespace) -> None:
     from footfall.app import build_pipeline, build_tx_steps
-    from footfall.storage.failed import replay_failed
+    from footfall.replay import replay_failed
 
     settings = _settings()
     report = asyncio.run(
@@ -212,7 +211,11 @@ def parser() -> argparse.ArgumentParser:
     create.add_argument(
         "--consent-mode", default="implied", choices=["implied", "anonymous", "required"]
     )
-    create.add_argument("--allow-undeclared-events", action="store_true")
+    create.add_argument(
+        "--strict",
+        action="store_true",
+        help="fail track events without a schema (unknown_event) instead of storing them",
+    )
     create.add_argument(
         "--allow-bots",
         action="store_true",
@@ -226,13 +229,17 @@ def parser() -> argparse.ArgumentParser:
     )
     secret.add_argument("name")
     secret.set_defaults(func=cmd_sites_secret_key)
-
-    schemas = sub.add_parser("schemas", help="event schemas").add_subparsers(
-        dest="schemas", required=True
+    configure = sites.add_parser("configure", help="change a site's strictness or schemas")
+    configure.add_argument("name")
+    strict = configure.add_mutually_exclusive_group()
+    strict.add_argument("--strict", dest="strict", action="store_true", default=None)
+    strict.add_argument(
+        "--no-strict", dest="strict", action="store_false", help="store undeclared events"
     )
-    check = schemas.add_parser("check", help="validate a custom schema directory")
-    check.add_argument("directory")
-    check.set_defaults(func=cmd_schemas_check)
+    configure.add_argument("--schema-dir", help="this site's custom event schemas ('' unsets)")
+    configure.add_argument("--consent-mode", choices=["implied", "anonymous", "required"])
+    configure.set_defaults(func=cmd_sites_configure)
+    schemas.register(sub)
 
     failed = sub.add_parser("failed", help="failed events").add_subparsers(
         dest="failed", required=True
@@ -256,4 +263,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
-    args.func(args)
+    try:
+        args.func(args)
+    except FootfallError as exc:  # e.g. an unknown site: the same words as the admin API
+        sys.exit(f"footfall: {exc.detail}")

@@ -26,21 +26,6 @@ def _connect_reader() -> Any:
     return psycopg.connect(_read_dsn(_settings()))
 
 
-def _keyring() -> Any:
-    from footfall.cli.main import _settings
-    from footfall.pipeline.privacy import keyring_of
-
-    settings = _settings()
-    return keyring_of(settings.pii_key_id, settings.pii_key, settings.previous_pii_keys)
-
-
-def _site_id(conn: Any, name: str) -> int:
-    row = conn.execute("SELECT id FROM sites WHERE name = %s", (name,)).fetchone()
-    if row is None:
-        sys.exit(f"footfall: no site named {name!r}")
-    return int(row[0])
-
-
 def _subject(args: argparse.Namespace) -> tuple[str, str]:
     for kind in ("user_id", "anonymous_id", "person"):
         value = getattr(args, kind)
@@ -50,11 +35,13 @@ def _subject(args: argparse.Namespace) -> tuple[str, str]:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
+    from footfall.cli.main import _settings
+    from footfall.operations import keyring, site_id
     from footfall.storage.privacy import export_subject
 
     kind, value = _subject(args)
     with _connect_reader() as conn:
-        data = export_subject(conn, _site_id(conn, args.site), kind, value, _keyring())
+        data = export_subject(conn, site_id(conn, args.site), kind, value, keyring(_settings()))
     text = json.dumps(data, indent=2, sort_keys=True)
     if args.output:
         with open(args.output, "w", encoding="utf-8") as out:
@@ -64,16 +51,18 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 
 def cmd_erase(args: argparse.Namespace) -> None:
+    from footfall.cli.main import _settings
+    from footfall.operations import keyring, site_id
     from footfall.storage.privacy import erase_subject
 
     kind, value = _subject(args)
     with _connect() as conn, conn.transaction():
         result = erase_subject(
             conn,
-            _site_id(conn, args.site),
+            site_id(conn, args.site),
             kind,
             value,
-            _keyring(),
+            keyring(_settings()),
             suppress=args.suppress,
             requested_via="cli",
         )
@@ -81,6 +70,8 @@ def cmd_erase(args: argparse.Namespace) -> None:
 
 
 def cmd_consent(args: argparse.Namespace) -> None:
+    from footfall.cli.main import _settings
+    from footfall.operations import keyring, site_id
     from footfall.storage.consent import record_decision
 
     purposes: dict[str, bool] = {}
@@ -93,8 +84,8 @@ def cmd_consent(args: argparse.Namespace) -> None:
     with _connect() as conn, conn.transaction():
         result = record_decision(
             conn,
-            _site_id(conn, args.site),
-            _keyring().current,
+            site_id(conn, args.site),
+            keyring(_settings()).current,
             anonymous_id=args.anonymous_id,
             user_id=args.user_id,
             purposes=purposes,
@@ -115,27 +106,24 @@ def cmd_retention(args: argparse.Namespace) -> None:
 
 def cmd_configure(args: argparse.Namespace) -> None:
     """Change a site's consent mode and privacy settings (collectors see it within 30 s)."""
+    from footfall.operations import site_id
+    from footfall.storage.sites import configure_site
+
+    changes: dict[str, Any] = {}
+    for item in args.set:
+        name, _, raw = item.partition("=")
+        try:
+            changes[name] = json.loads(raw)
+        except ValueError:
+            changes[name] = raw
     with _connect() as conn, conn.transaction():
-        site_id = _site_id(conn, args.site)
-        if args.consent_mode:
-            conn.execute(
-                "UPDATE sites SET consent_mode = %s WHERE id = %s", (args.consent_mode, site_id)
-            )
-        for item in args.set:
-            name, _, raw = item.partition("=")
-            try:
-                value = json.loads(raw)
-            except ValueError:
-                value = raw
-            conn.execute(
-                "UPDATE sites SET settings = jsonb_set(settings, %s, %s::jsonb) WHERE id = %s",
-                ([name], json.dumps(value), site_id),
-            )
-        for name in args.unset:
-            conn.execute("UPDATE sites SET settings = settings - %s WHERE id = %s", (name, site_id))
-        mode, settings = conn.execute(
-            "SELECT consent_mode, settings FROM sites WHERE id = %s", (site_id,)
-        ).fetchone()
+        mode, settings = configure_site(
+            conn,
+            site_id(conn, args.site),
+            consent_mode=args.consent_mode,
+            set_settings=changes,
+            unset=args.unset,
+        )
     print(json.dumps({"site": args.site, "consent_mode": mode, "settings": settings}))
 
 

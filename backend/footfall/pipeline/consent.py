@@ -55,7 +55,7 @@ GRANTED, DENIED, UNDECIDED = "granted", "denied", "undecided"
 
 
 @dataclass(frozen=True, slots=True)
-class Decision:
+class ConsentDecision:
     """A recorded choice about analytics (None: the decision did not cover analytics)."""
 
     analytics: bool | None
@@ -70,12 +70,12 @@ class LedgerView:
     earlier in the batch governs the messages after it.
     """
 
-    by_anonymous_id: dict[str, Decision] = field(default_factory=dict)
-    by_user_id: dict[str, Decision] = field(default_factory=dict)
+    by_anonymous_id: dict[str, ConsentDecision] = field(default_factory=dict)
+    by_user_id: dict[str, ConsentDecision] = field(default_factory=dict)
     suppressed_anonymous_ids: set[str] = field(default_factory=set)
     suppressed_user_ids: set[str] = field(default_factory=set)
 
-    def latest(self, anonymous_id: str | None, user_id: str | None) -> Decision | None:
+    def latest(self, anonymous_id: str | None, user_id: str | None) -> ConsentDecision | None:
         found = [
             d
             for d in (
@@ -86,7 +86,9 @@ class LedgerView:
         ]
         return max(found, key=lambda d: d.decided_at) if found else None
 
-    def record(self, anonymous_id: str | None, user_id: str | None, decision: Decision) -> None:
+    def record(
+        self, anonymous_id: str | None, user_id: str | None, decision: ConsentDecision
+    ) -> None:
         """Take ``decision`` unless the ledger already holds a later one (a stale replay)."""
         for table, subject in ((self.by_anonymous_id, anonymous_id), (self.by_user_id, user_id)):
             if subject is None:
@@ -192,13 +194,16 @@ def _decided_at(message: dict[str, Any], ctx: RequestContext) -> datetime:
     return corrected_timestamp(ctx.received_at, sent_at, original)
 
 
-def ledger_entry(message: dict[str, Any], ctx: RequestContext, key: PiiKey) -> LedgerEntry:
-    """The ledger row a ``Consent Updated`` message stands for."""
-    properties = message.get("properties")
-    properties = properties if isinstance(properties, dict) else {}
-    purposes = {k: v for k, v in properties.items() if isinstance(v, bool)}
-    version = properties.get("policy_version")
-    anonymous_id, user_id = subject_ids(message)
+def new_entry(
+    key: PiiKey,
+    *,
+    anonymous_id: str | None,
+    user_id: str | None,
+    purposes: dict[str, bool],
+    policy_version: str | None,
+    decided_at: datetime,
+) -> LedgerEntry:
+    """A ledger entry from raw ids (pseudonymized here): one rule for messages and admins."""
     return LedgerEntry(
         anonymous_id=stored_anonymous_id(anonymous_id, key) if anonymous_id else None,
         user_id=key.hash(user_id) if user_id else None,
@@ -206,7 +211,23 @@ def ledger_entry(message: dict[str, Any], ctx: RequestContext, key: PiiKey) -> L
         granted=tuple(sorted(k for k, v in purposes.items() if v)),
         denied=tuple(sorted(k for k, v in purposes.items() if not v)),
         analytics=purposes.get(ANALYTICS),
-        policy_version=None if version is None else str(version)[:64],
+        policy_version=None if policy_version is None else policy_version[:64],
+        decided_at=decided_at,
+    )
+
+
+def ledger_entry(message: dict[str, Any], ctx: RequestContext, key: PiiKey) -> LedgerEntry:
+    """The ledger row a ``Consent Updated`` message stands for."""
+    properties = message.get("properties")
+    properties = properties if isinstance(properties, dict) else {}
+    version = properties.get("policy_version")
+    anonymous_id, user_id = subject_ids(message)
+    return new_entry(
+        key,
+        anonymous_id=anonymous_id,
+        user_id=user_id,
+        purposes={k: v for k, v in properties.items() if isinstance(v, bool)},
+        policy_version=None if version is None else str(version),
         decided_at=_decided_at(message, ctx),
     )
 
@@ -224,7 +245,9 @@ def consent_step(key: PiiKey) -> Callable[[Draft, RequestContext], None]:
             entry = ledger_entry(message, ctx, key)
             draft.extras["consent"] = entry
             if entry.analytics is not None and ledger is not None:
-                ledger.record(anonymous_id, user_id, Decision(entry.analytics, entry.decided_at))
+                ledger.record(
+                    anonymous_id, user_id, ConsentDecision(entry.analytics, entry.decided_at)
+                )
             if ledger is None and entry.analytics is not None:
                 state = GRANTED if entry.analytics else DENIED
             else:

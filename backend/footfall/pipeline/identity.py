@@ -19,7 +19,7 @@ PostHog's merge bugs and Segment's identity spec:
 * Ids that name nobody (``anonymous``, ``null``, ``undefined``, ``0``,
   ``guest``, ``[object Object]`` ...; compared trimmed and case-insensitively)
   never link. User ids are hashed by the privacy step, so the illegal ones
-  are caught before it, by :func:`identity_hygiene_step`, which drops them
+  are caught before it, by :class:`IdentityHygiene`, which drops them
   from the message; anonymous ids are stored as sent and are checked again
   in storage with :func:`is_illegal_id`.
 """
@@ -135,40 +135,40 @@ class Act(Enum):
 
 
 @dataclass(frozen=True, slots=True)
-class Decision:
+class LinkDecision:
     act: Act
     reason: str = ""  # why nothing happened, or the merge reason recorded
 
 
-def decide_link(anonymous: Known | None, user: Known | None) -> Decision:
+def decide_link(anonymous: Known | None, user: Known | None) -> LinkDecision:
     """An anonymous id and a user id seen on one message (identify, or any later message)."""
     if anonymous is None and user is None:
-        return Decision(Act.CREATE)
+        return LinkDecision(Act.CREATE)
     if anonymous is None:
-        return Decision(Act.ATTACH_FIRST)
+        return LinkDecision(Act.ATTACH_FIRST)
     if user is None:
         if anonymous.identified:
             # Shared device: the anonymous id already belongs to another user.
-            return Decision(Act.CREATE_SECOND, "anonymous id belongs to another user")
-        return Decision(Act.ATTACH_SECOND)
+            return LinkDecision(Act.CREATE_SECOND, "anonymous id belongs to another user")
+        return LinkDecision(Act.ATTACH_SECOND)
     if anonymous.person == user.person:
-        return Decision(Act.NOTHING, "already linked")
+        return LinkDecision(Act.NOTHING, "already linked")
     if anonymous.identified:
-        return Decision(Act.NOTHING, "both persons have a user id: no implicit merge")
-    return Decision(Act.MERGE, "identify")
+        return LinkDecision(Act.NOTHING, "both persons have a user id: no implicit merge")
+    return LinkDecision(Act.MERGE, "identify")
 
 
-def decide_alias(previous: Known | None, user: Known | None) -> Decision:
+def decide_alias(previous: Known | None, user: Known | None) -> LinkDecision:
     """``alias``: the previous id (a user id, hashed) and the new user id are one person."""
     if previous is None and user is None:
-        return Decision(Act.CREATE)
+        return LinkDecision(Act.CREATE)
     if previous is None:
-        return Decision(Act.ATTACH_FIRST)
+        return LinkDecision(Act.ATTACH_FIRST)
     if user is None:
-        return Decision(Act.ATTACH_SECOND)
+        return LinkDecision(Act.ATTACH_SECOND)
     if previous.person == user.person:
-        return Decision(Act.NOTHING, "already linked")
-    return Decision(Act.MERGE, "alias")
+        return LinkDecision(Act.NOTHING, "already linked")
+    return LinkDecision(Act.MERGE, "alias")
 
 
 # --- which ids a batch of messages links ----------------------------------------------

@@ -66,7 +66,6 @@ class Pipeline:
         carry the collector's own markers (e.g. "already pseudonymized").
         ``first_index``: the batch position of ``messages[0]`` (a batch run in parts).
         """
-        self.registry.maybe_reload()
         plan = BatchPlan()
         for index, raw in enumerate(messages, first_index):
             if isinstance(raw, dict) and not replay and not RESERVED_KEYS.isdisjoint(raw):
@@ -119,6 +118,7 @@ class Pipeline:
             for column, value in draft.columns.items():
                 setattr(row, column, value)
             row.extras = draft.extras
+            row.undeclared = event_schema is None and message.get("type") == "track"
         except Refused as refused:
             plan.refused[refused.reason] = plan.refused.get(refused.reason, 0) + 1
             return

@@ -5,7 +5,7 @@ TOO_LARGE = "too_large"  # the message is over the per-message size limit
 LIMITS_EXCEEDED = "limits_exceeded"  # nesting depth or a string length over the limit
 INVALID_MESSAGE = "invalid_message"  # envelope / message-type schema violated
 INVALID_TIMESTAMP = "invalid_timestamp"  # timestamp, originalTimestamp or sentAt not ISO-8601
-UNKNOWN_EVENT = "unknown_event"  # a track event with no registered schema
+UNKNOWN_EVENT = "unknown_event"  # a track event with no registered schema, on a strict site
 UNKNOWN_SCHEMA_VERSION = "unknown_schema_version"  # context.schema names no such version
 INVALID_PROPERTIES = "invalid_properties"  # properties violate the event's schema
 # The database refused the message although it passed the pipeline (a safety net:

@@ -26,8 +26,10 @@ class Site:
         return "*" in self.allowed_origins or origin in self.allowed_origins
 
     @property
-    def allow_undeclared_events(self) -> bool:
-        return bool(self.settings.get("allow_undeclared_events", False))
+    def strict(self) -> bool:
+        """A strict site fails a ``track`` event without a schema (``unknown_event``);
+        otherwise it is stored, marked ``events.undeclared`` (docs/events-table.md)."""
+        return self.settings.get("strict") is True
 
     @property
     def schema_dir(self) -> str | None:
@@ -139,6 +141,8 @@ class EventRow:
     # address; the cookieless daily visitor hash of consent mode "anonymous".
     ip_network: str | None = None
     visitor_hash: str | None = None
+    # A track event no schema declares, stored because the site is not strict.
+    undeclared: bool = False
     index: int = -1  # position in the request's batch (not stored)
     extras: dict[str, Any] = field(default_factory=dict)  # not stored, see Draft.extras
 

@@ -153,7 +153,11 @@ def _errors(
 
 
 def validate(message: dict[str, Any], site: Site, registry: SchemaRegistry) -> EventSchema | None:
-    """Raise :class:`Invalid` unless ``message`` passes; return the event schema used."""
+    """Raise :class:`Invalid` unless ``message`` passes; return the event schema used.
+
+    None for messages other than ``track`` and for an undeclared ``track`` event
+    on a site that is not strict (its envelope was validated all the same).
+    """
     message_type = message.get("type")
     validator = registry.message_validator(message_type) if isinstance(message_type, str) else None
     if validator is None:
@@ -177,8 +181,8 @@ def validate(message: dict[str, Any], site: Site, registry: SchemaRegistry) -> E
                 reasons.UNKNOWN_SCHEMA_VERSION,
                 [{"path": "/context/schema", "message": f"no version {version} of this event"}],
             )
-        if site.allow_undeclared_events:
-            return None
+        if not site.strict:
+            return None  # undeclared: stored and marked so (pipeline/process.py)
         raise Invalid(
             reasons.UNKNOWN_EVENT,
             # The name is quoted: failure texts are scrubbed like the stored name is.

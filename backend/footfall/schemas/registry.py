@@ -11,10 +11,11 @@ version with ``context.schema = "1-0-0"``; otherwise the highest SchemaVer wins.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import re
-import time
-from collections.abc import Iterable
+import threading
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -30,6 +31,9 @@ BUILTIN_DIR = Path(__file__).resolve().parent
 MESSAGE_TYPES = ("track", "page", "screen", "identify", "alias", "group")
 SCHEMAVER = re.compile(r"^(\d+)-(\d+)-(\d+)\.json$")
 _SLUG = re.compile(r"[^a-z0-9]+")
+MIN_RELOAD_S = 0.1  # FOOTFALL_SCHEMA_RELOAD_S=0 (tests) polls this often
+
+log = logging.getLogger("footfall.schemas")
 
 
 @lru_cache(maxsize=4096)
@@ -125,58 +129,116 @@ def pii_paths(
 
 @dataclass(slots=True)
 class _Layer:
+    """One schema directory as last read: each file's stamp and what it held.
+
+    ``events`` is rebuilt from ``files`` and swapped in whole, so a request
+    reading it while the loader thread refreshes sees the old or the new set.
+    """
+
     directory: Path
+    # path -> ((mtime_ns, size), the schema; None: refused with no good version before)
+    files: dict[Path, tuple[tuple[int, int], EventSchema | None]] = field(default_factory=dict)
     events: dict[str, dict[str, EventSchema]] = field(default_factory=dict)
-    stamp: float = -1.0
 
 
-def _tree_stamp(directory: Path) -> float:
-    """Latest mtime of the directory and everything in it (cheap change detection)."""
+def load_event_file(path: Path) -> EventSchema:
+    """One ``<slug>/<ver>.json``; raises on a file that is not a valid schema."""
+    schema = json.loads(path.read_text())
+    Draft202012Validator.check_schema(schema)
+    return EventSchema(
+        slug=path.parent.name,
+        version=path.name.removesuffix(".json"),
+        schema=schema,
+        validator=Validator(schema),
+        source=path,
+        pii=tuple(pii_paths(schema)),
+    )
+
+
+def _schema_files(directory: Path) -> list[Path]:
     if not directory.is_dir():
-        return 0.0
-    stamps = [directory.stat().st_mtime]
-    for path in directory.rglob("*"):
-        stamps.append(path.stat().st_mtime)
-    return max(stamps)
+        return []
+    return sorted(p for p in directory.glob("*/*.json") if SCHEMAVER.match(p.name))
 
 
 def load_event_dir(directory: Path) -> dict[str, dict[str, EventSchema]]:
-    """Every valid ``<slug>/<ver>.json`` under ``directory``; raises on a broken file."""
+    """Every ``<slug>/<ver>.json`` under ``directory``; raises on a broken file."""
     found: dict[str, dict[str, EventSchema]] = {}
-    if not directory.is_dir():
-        return found
-    for path in sorted(directory.glob("*/*.json")):
-        match = SCHEMAVER.match(path.name)
-        if not match:
-            continue
-        schema = json.loads(path.read_text())
-        Draft202012Validator.check_schema(schema)
-        version = path.name.removesuffix(".json")
-        slug = path.parent.name
-        found.setdefault(slug, {})[version] = EventSchema(
-            slug=slug,
-            version=version,
-            schema=schema,
-            validator=Validator(schema),
-            source=path,
-            pii=tuple(pii_paths(schema)),
-        )
+    for path in _schema_files(directory):
+        schema = load_event_file(path)
+        found.setdefault(schema.slug, {})[schema.version] = schema
     return found
 
 
+def refresh_layer(layer: _Layer) -> None:
+    """Re-read the files of ``layer`` that changed; blocking file I/O (run it in a thread).
+
+    A file that does not load is refused and logged once per change, and the
+    last good version of it (if any) stays in use: a broken edit never takes a
+    working schema away, and never makes a request fail.
+    """
+    try:
+        paths = _schema_files(layer.directory)
+    except OSError as exc:
+        log.warning(
+            "schema directory unreadable, keeping the schemas loaded before",
+            extra={"directory": str(layer.directory), "error": str(exc)},
+        )
+        return
+    files: dict[Path, tuple[tuple[int, int], EventSchema | None]] = {}
+    changed = set(paths) != set(layer.files)
+    for path in paths:
+        try:
+            stat = path.stat()
+        except OSError:
+            continue  # removed while listing
+        stamp = (stat.st_mtime_ns, stat.st_size)
+        before = layer.files.get(path)
+        if before is not None and before[0] == stamp:
+            files[path] = before
+            continue
+        changed = True
+        try:
+            files[path] = (stamp, load_event_file(path))
+        except Exception as exc:  # any broken file is refused, whatever the parser raised
+            kept = before[1] if before is not None else None
+            log.warning(
+                "schema file refused: %s",
+                exc,
+                extra={
+                    "path": str(path),
+                    "error": f"{type(exc).__name__}: {exc}",
+                    "kept_version": kept is not None,
+                },
+            )
+            files[path] = (stamp, kept)
+    if not changed:
+        return
+    events: dict[str, dict[str, EventSchema]] = {}
+    for _, schema in files.values():
+        if schema is not None:
+            events.setdefault(schema.slug, {})[schema.version] = schema
+    layer.files, layer.events = files, events
+
+
 class SchemaRegistry:
-    """Message-type validators and event schemas in layers (built-in, global, per site)."""
+    """Message-type validators and event schemas in layers (built-in, global, per site).
+
+    Look-ups never touch the disk: the custom layers are read by :meth:`refresh`
+    (the collector runs :meth:`watch` in the background) and a site's directory
+    is read once by :meth:`prepare` before the first request of that site.
+    """
 
     def __init__(self, custom_dir: Path | None = None, reload_s: float = 5.0) -> None:
         self._reload_s = reload_s
-        self._checked_at = 0.0
+        self._lock = threading.Lock()  # one loader at a time; readers never wait
         self._message_validators = self._load_message_validators()
         self._builtin = _Layer(BUILTIN_DIR / "events")
         self._builtin.events = load_event_dir(self._builtin.directory)
         self._global = _Layer(custom_dir) if custom_dir else None
         self._site_layers: dict[Path, _Layer] = {}
         if self._global is not None:
-            self._refresh(self._global)
+            refresh_layer(self._global)
 
     @staticmethod
     def _load_message_validators() -> dict[str, Validator]:
@@ -190,42 +252,40 @@ class SchemaRegistry:
     def message_validator(self, message_type: str) -> Validator | None:
         return self._message_validators.get(message_type)
 
-    def _refresh(self, layer: _Layer) -> None:
-        stamp = _tree_stamp(layer.directory)
-        if stamp != layer.stamp:
-            try:
-                layer.events = load_event_dir(layer.directory)
-                layer.stamp = stamp
-            except (OSError, ValueError, SchemaError):
-                # A half-written or broken file keeps the last good set loaded;
-                # `footfall schemas check` tells which file is wrong.
-                if layer.stamp < 0:
-                    raise
+    def refresh(self) -> None:
+        """Pick up added, changed and removed custom schema files (blocking)."""
+        with self._lock:
+            layers = [self._global] if self._global is not None else []
+            for layer in [*layers, *self._site_layers.values()]:
+                refresh_layer(layer)
 
-    def maybe_reload(self) -> None:
-        """Pick up added or changed custom schema files, at most every ``reload_s``."""
-        now = time.monotonic()
-        if now - self._checked_at < self._reload_s:
-            return
-        self._checked_at = now
-        for layer in self._layers_to_watch():
-            self._refresh(layer)
+    def has_site(self, site_dir: str | None) -> bool:
+        return not site_dir or Path(site_dir) in self._site_layers
 
-    def _layers_to_watch(self) -> Iterable[_Layer]:
-        if self._global is not None:
-            yield self._global
-        yield from self._site_layers.values()
-
-    def _site_layer(self, site_dir: str | None) -> _Layer | None:
-        if not site_dir:
-            return None
+    def load_site(self, site_dir: str) -> None:
+        """Read a site's schema directory the first time it is needed (blocking)."""
         path = Path(site_dir)
-        layer = self._site_layers.get(path)
-        if layer is None:
+        with self._lock:
+            if path in self._site_layers:
+                return
             layer = _Layer(path)
-            self._refresh(layer)
+            refresh_layer(layer)
             self._site_layers[path] = layer
-        return layer
+
+    async def prepare(self, site_dir: str | None) -> None:
+        """Make sure a site's schemas are loaded, reading them off the event loop."""
+        if not self.has_site(site_dir):
+            assert site_dir is not None
+            await asyncio.to_thread(self.load_site, site_dir)
+
+    async def watch(self) -> None:
+        """Refresh every ``reload_s`` in a thread, for ever; a failure is logged, not fatal."""
+        while True:
+            await asyncio.sleep(max(self._reload_s, MIN_RELOAD_S))
+            try:
+                await asyncio.to_thread(self.refresh)
+            except Exception:
+                log.exception("schema reload failed; the schemas loaded before stay in use")
 
     def event_schema(
         self, event_name: str, version: str | None = None, site_dir: str | None = None
@@ -233,7 +293,8 @@ class SchemaRegistry:
         """The schema of ``event_name`` (pinned ``version`` or the latest), or None."""
         slug = slugify(event_name)
         versions: dict[str, EventSchema] = {}
-        for layer in (self._builtin, self._global, self._site_layer(site_dir)):
+        site_layer = self._site_layers.get(Path(site_dir)) if site_dir else None
+        for layer in (self._builtin, self._global, site_layer):
             if layer is not None:
                 versions.update(layer.events.get(slug, {}))
         if not versions:

@@ -23,7 +23,13 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from footfall.pipeline.consent import Decision, LedgerEntry, LedgerView, subject_ids
+from footfall.pipeline.consent import (
+    ConsentDecision,
+    LedgerEntry,
+    LedgerView,
+    new_entry,
+    subject_ids,
+)
 from footfall.pipeline.identifiers import MAX_ID_LENGTH, storable_text
 from footfall.pipeline.privacy import Keyring, PiiKey, stored_anonymous_id
 from footfall.pipeline.types import EventRow
@@ -105,9 +111,9 @@ async def load_ledger(
     for kind, subject, analytics, decided_at in found:
         if kind == "a":
             for raw in stored_anonymous[subject]:
-                view.record(raw, None, Decision(analytics, decided_at))
+                view.record(raw, None, ConsentDecision(analytics, decided_at))
         elif kind == "u":
-            view.record(None, stored_users[subject], Decision(analytics, decided_at))
+            view.record(None, stored_users[subject], ConsentDecision(analytics, decided_at))
         else:
             which, raw = suppressed[subject]
             target = view.suppressed_anonymous_ids if which == "a" else view.suppressed_user_ids
@@ -166,13 +172,11 @@ def record_decision(
     """Append a decision made outside the tracker (admin API: ``api``, CLI: ``admin``)."""
     if not anonymous_id and not user_id:
         raise ValueError("a decision needs an anonymous id or a user id")
-    entry = LedgerEntry(
-        anonymous_id=stored_anonymous_id(anonymous_id, key) if anonymous_id else None,
-        user_id=key.hash(user_id) if user_id else None,
-        pii_key_id=key.key_id,
-        granted=tuple(sorted(k for k, v in purposes.items() if v)),
-        denied=tuple(sorted(k for k, v in purposes.items() if not v)),
-        analytics=purposes.get("analytics"),
+    entry = new_entry(
+        key,
+        anonymous_id=anonymous_id,
+        user_id=user_id,
+        purposes=purposes,
         policy_version=policy_version,
         decided_at=datetime.now(UTC),
     )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import Engine, create_engine
@@ -13,22 +12,20 @@ from footfall.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# The embedded server stays up for the life of the process that started it.
-_embedded: dict[Path, Any] = {}
-
 
 def start_embedded(data_dir: Path) -> str:
-    """Start (or reuse) a PostgreSQL 16 from the ``pgserver`` package in ``data_dir``."""
+    """Start (or join) a PostgreSQL 16 from the ``pgserver`` package in ``data_dir``.
+
+    pgserver keeps one handle per process and a list of the processes using the
+    server (so ``footfall serve``'s workers join the server their parent started);
+    the last process to exit stops it.
+    """
     import pgserver
 
     pgdata = (data_dir / "pgdata").resolve()
     pgdata.parent.mkdir(parents=True, exist_ok=True)
-    server = _embedded.get(pgdata)
-    if server is None:
-        server = pgserver.get_server(pgdata, cleanup_mode="stop")
-        _embedded[pgdata] = server
-        log.info("embedded PostgreSQL running in %s", pgdata)
-    uri: str = server.get_uri()
+    uri: str = pgserver.get_server(pgdata, cleanup_mode="stop").get_uri()
+    log.info("embedded PostgreSQL running in %s", pgdata)
     return uri
 
 

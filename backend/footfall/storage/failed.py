@@ -1,27 +1,17 @@
-"""Failed-events repository: list them, and replay them through the current schemas."""
+"""Failed-events repository: list them; the reads and writes of a replay (footfall/replay.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Json
 
-from footfall.pipeline.process import Pipeline
-from footfall.pipeline.types import RequestContext
+from footfall.pipeline.types import Failure, Site
 from footfall.storage.sites import site_from_row
-from footfall.storage.writer import TxStep, store_messages
-
-
-@dataclass(slots=True)
-class ReplayReport:
-    examined: int = 0
-    stored: int = 0
-    duplicates: int = 0
-    still_failing: int = 0
 
 
 def list_failed(dsn: str, status: str = "pending", limit: int = 50) -> list[dict[str, Any]]:
@@ -45,65 +35,40 @@ SELECT_PENDING = (
 )
 
 
-async def replay_failed(
-    dsn: str,
-    pipeline: Pipeline,
-    site_id: int | None = None,
-    batch_size: int = 500,
-    steps: Sequence[TxStep] = (),
-) -> ReplayReport:
-    """Re-validate pending failed events; store those that now pass, exactly once.
+async def pending_failed(
+    conn: psycopg.AsyncConnection[Any], after_id: int, site_id: int | None, limit: int
+) -> list[tuple[tuple[int, int], Any, datetime, Site]]:
+    """The next pending failed events ((site_id, id), raw, received_at, site), locked here.
 
-    Each chunk is one transaction: the events are inserted with ON CONFLICT DO
-    NOTHING and the failed rows marked ``replayed`` together, so a crash or a
-    concurrent replay never stores a message twice.
+    SKIP LOCKED: a concurrent replay takes other rows, so none is stored twice.
     """
-    report = ReplayReport()
-    last_id = 0
-    async with await psycopg.AsyncConnection.connect(dsn) as conn:
-        while True:
-            async with conn.transaction():
-                async with conn.cursor(row_factory=dict_row) as cur:
-                    await cur.execute(SELECT_PENDING, (last_id, site_id, site_id, batch_size))
-                    pending = await cur.fetchall()
-                if not pending:
-                    break
-                last_id = pending[-1]["failed_id"]
-                report.examined += len(pending)
-                rows, passed, failing = [], [], []
-                for record in pending:
-                    ctx = RequestContext(
-                        site=site_from_row(record), received_at=record["received_at"]
-                    )
-                    plan = pipeline.run([record["raw"]], ctx, replay=True)
-                    if plan.rows:
-                        rows.extend(plan.rows)
-                        passed.append((record["id"], record["failed_id"]))
-                    elif plan.failures:
-                        failing.append(((record["id"], record["failed_id"]), plan.failures[0]))
-                inserted = await store_messages(conn, rows, [], steps)
-                report.stored += len(inserted)
-                report.duplicates += len(rows) - len(inserted)
-                report.still_failing += len(failing)
-                async with conn.cursor() as cur:
-                    if passed:
-                        await cur.execute(
-                            "UPDATE failed_events SET status = 'replayed', replayed_at = now()"
-                            " WHERE (site_id, id) IN"
-                            " (SELECT * FROM unnest(%s::int[], %s::bigint[]))",
-                            ([s for s, _ in passed], [i for _, i in passed]),
-                        )
-                    for failed_id, failure in failing:
-                        await cur.execute(
-                            # raw too: pseudonymized and scrubbed under today's policy.
-                            "UPDATE failed_events SET reason = %s, errors = %s, schema = %s,"
-                            " raw = %s WHERE site_id = %s AND id = %s",
-                            (
-                                failure.reason,
-                                Json(failure.errors),
-                                failure.schema,
-                                Json(failure.raw),
-                                *failed_id,
-                            ),
-                        )
-    return report
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(SELECT_PENDING, (after_id, site_id, site_id, limit))
+        rows = await cur.fetchall()
+    return [((r["id"], r["failed_id"]), r["raw"], r["received_at"], site_from_row(r)) for r in rows]
+
+
+async def mark_replayed(
+    conn: psycopg.AsyncConnection[Any], keys: Sequence[tuple[int, int]]
+) -> None:
+    """Mark failed events (by (site_id, id)) as stored by a replay."""
+    if keys:
+        async with conn.cursor() as cur:
+            await cur.execute(
+                "UPDATE failed_events SET status = 'replayed', replayed_at = now()"
+                " WHERE (site_id, id) IN (SELECT * FROM unnest(%s::int[], %s::bigint[]))",
+                ([s for s, _ in keys], [i for _, i in keys]),
+            )
+
+
+async def update_failure(
+    conn: psycopg.AsyncConnection[Any], key: tuple[int, int], failure: Failure
+) -> None:
+    """A still-failing event (by (site_id, id)) gets the reasons of its latest attempt."""
+    async with conn.cursor() as cur:
+        await cur.execute(
+            # raw too: pseudonymized and scrubbed under today's policy.
+            "UPDATE failed_events SET reason = %s, errors = %s, schema = %s, raw = %s"
+            " WHERE site_id = %s AND id = %s",
+            (failure.reason, Json(failure.errors), failure.schema, Json(failure.raw), *key),
+        )

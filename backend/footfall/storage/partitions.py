@@ -19,6 +19,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 PARENT = "events"
 DEFAULT = "events_default"
@@ -178,7 +179,8 @@ def split_default(conn: psycopg.Connection[Any], *, dry_run: bool = False) -> li
 
 def partition_rows(conn: psycopg.Connection[Any], partition: Partition) -> int:
     """Rows in one partition (a count: it reads the partition)."""
-    row = conn.execute(f"SELECT count(*) FROM {partition.name}").fetchone()
+    query = sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(partition.name))
+    row = conn.execute(query).fetchone()
     return int(row[0]) if row else 0
 
 

@@ -3,10 +3,11 @@
 Which rows belong to a person is decided once, by :func:`resolve`, and used by
 both export and erasure, so an export holds exactly what an erasure deletes.
 
-The tables are not listed here: every table of the schema is inspected at run
-time and matched by its columns (``anonymous_id``, ``user_id``, person
-references, ``session_id``, identities' ``kind``/``value``), so tables added
-later (persons, identities, sessions …) are covered without touching this file.
+Which tables hold personal data is declared, not guessed: every table is in
+:data:`PERSONAL_TABLES` (with how its rows are matched to a person) or in
+:data:`NOT_PERSONAL` (with why not). ``tests/privacy/test_personal_tables.py``
+fails when a table of the schema is in neither, so a new table holding person
+data cannot be forgotten by erasure and export: registering it is one line.
 Rule for tables holding both ids (events, sessions): a row with a *different*
 user id is that user's, not the subject's, even on the subject's device.
 """
@@ -29,10 +30,57 @@ from footfall.storage.consent import suppression_hash
 
 SUBJECT_KINDS = ("user_id", "anonymous_id", "person")
 
-# Tables that hold no personal data by construction, or that must outlive an erasure.
-NOT_PERSONAL = frozenset(
-    {"sites", "alembic_version", "erasure_log", "privacy_suppressions", "visitor_salts"}
-)
+
+@dataclass(frozen=True, slots=True)
+class Personal:
+    """How a personal table's rows are matched to a subject (every table has ``site_id``)."""
+
+    # Columns holding an anonymous id / a hashed user id.
+    anonymous_id: str | None = None
+    user_id: str | None = None
+    # Columns holding a person id (persons.id), e.g. ("person_id",).
+    person: tuple[str, ...] = ()
+    # The subject's sessions, by ``session_id``.
+    sessions: bool = False
+    # identities: ``kind``/``value`` pairs.
+    identities: bool = False
+    # failed_events: the ids inside the pseudonymized ``raw`` message.
+    raw_message: bool = False
+
+    @property
+    def columns(self) -> set[str]:
+        named = {c for c in (self.anonymous_id, self.user_id) if c} | set(self.person)
+        if self.sessions:
+            named.add("session_id")
+        if self.identities:
+            named |= {"kind", "value"}
+        if self.raw_message:
+            named.add("raw")
+        return named | {"site_id"}
+
+
+_IDS = Personal(anonymous_id="anonymous_id", user_id="user_id")
+
+# Every table holding data about a person: one line per table.
+PERSONAL_TABLES: dict[str, Personal] = {
+    "events": _IDS,
+    "sessions": Personal(anonymous_id="anonymous_id", user_id="user_id", sessions=True),
+    "consent_log": _IDS,
+    "failed_events": Personal(raw_message=True),
+    "identities": Personal(person=("person_id",), identities=True),
+    "persons": Personal(person=("id", "merged_into")),
+    "person_merges": Personal(person=("from_person", "into_person")),
+}
+
+# Every other table, and why erasure and export leave it alone.
+NOT_PERSONAL: dict[str, str] = {
+    "alembic_version": "the schema revision",
+    "sites": "configuration",
+    "visitor_salts": "daily salts, shared by every visitor",
+    "erasure_log": "the record of an erasure (a keyed hash of the request): must outlive it",
+    "privacy_suppressions": "keyed hashes of erased ids, to refuse their future messages",
+    "event_ids": "message keys only; kept so a retried copy of an erased message stays refused",
+}
 MAX_ROUNDS = 8  # resolution rounds (person merges can chain)
 
 
@@ -60,23 +108,11 @@ class Subject:
 @dataclass(frozen=True, slots=True)
 class _Table:
     name: str
-    columns: frozenset[str]
-
-    @property
-    def person_columns(self) -> list[str]:
-        own = ["id", "merged_into"] if self.name == "persons" else []
-        return [
-            c
-            for c in sorted(self.columns)
-            if c in own
-            or c == "person_id"
-            or c.endswith(("_person_id", "_person"))
-            or c in ("from_person", "into_person")
-        ]
+    spec: Personal
 
 
-def _tables(conn: psycopg.Connection[Any]) -> list[_Table]:
-    """Every table of the schema (partitioned parents, not their partitions)."""
+def schema_tables(conn: psycopg.Connection[Any]) -> dict[str, frozenset[str]]:
+    """Every table of the schema (partitioned parents, not their partitions) and its columns."""
     rows = conn.execute(
         "SELECT c.relname, array_agg(a.attname::text) FROM pg_class c"
         " JOIN pg_namespace n ON n.oid = c.relnamespace"
@@ -84,25 +120,33 @@ def _tables(conn: psycopg.Connection[Any]) -> list[_Table]:
         " WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p')"
         " AND NOT c.relispartition GROUP BY c.relname ORDER BY c.relname"
     ).fetchall()
-    return [_Table(name, frozenset(cols)) for name, cols in rows if name not in NOT_PERSONAL]
+    return {name: frozenset(cols) for name, cols in rows}
 
 
-def _where(table: _Table, subject_kind: str) -> sql.Composable | None:
-    """The rows of ``table`` that belong to the subject (None: the table holds no subject)."""
-    cols, ident = table.columns, sql.Identifier
+def _tables(conn: psycopg.Connection[Any]) -> list[_Table]:
+    """The registered personal tables that exist in this database."""
+    present = schema_tables(conn)
+    return [_Table(name, spec) for name, spec in PERSONAL_TABLES.items() if name in present]
+
+
+def _where(table: _Table, subject_kind: str) -> sql.Composable:
+    """The rows of ``table`` that belong to the subject."""
+    spec, ident = table.spec, sql.Identifier
     preds: list[sql.Composable] = []
-    if {"anonymous_id", "user_id"} <= cols:
+    anon = ident(spec.anonymous_id) if spec.anonymous_id else None
+    user = ident(spec.user_id) if spec.user_id else None
+    if anon is not None and user is not None:
         preds.append(
             sql.SQL(
-                "user_id = ANY(%(users)s::text[]) OR (anonymous_id = ANY(%(anon)s::text[])"
-                " AND (user_id IS NULL OR user_id = ANY(%(users)s::text[])))"
-            )
+                "{u} = ANY(%(users)s::text[]) OR ({a} = ANY(%(anon)s::text[])"
+                " AND ({u} IS NULL OR {u} = ANY(%(users)s::text[])))"
+            ).format(u=user, a=anon)
         )
-    elif "anonymous_id" in cols:
-        preds.append(sql.SQL("anonymous_id = ANY(%(anon)s::text[])"))
-    elif "user_id" in cols:
-        preds.append(sql.SQL("user_id = ANY(%(users)s::text[])"))
-    if {"kind", "value"} <= cols:  # identities
+    elif anon is not None:
+        preds.append(sql.SQL("{} = ANY(%(anon)s::text[])").format(anon))
+    elif user is not None:
+        preds.append(sql.SQL("{} = ANY(%(users)s::text[])").format(user))
+    if spec.identities:
         # A person's devices are found through the person (person_id below): a device
         # the user was merely seen on may belong to someone else's person.
         preds.append(
@@ -110,11 +154,11 @@ def _where(table: _Table, subject_kind: str) -> sql.Composable | None:
             if subject_kind == "anonymous_id"
             else sql.SQL("kind = 'user' AND value = ANY(%(users)s::text[])")
         )
-    for column in table.person_columns:
+    for column in spec.person:
         preds.append(sql.SQL("{}::text = ANY(%(persons)s::text[])").format(ident(column)))
-    if "session_id" in cols and table.name not in ("events", "failed_events"):
+    if spec.sessions:
         preds.append(sql.SQL("session_id::text = ANY(%(sessions)s::text[])"))
-    if table.name == "failed_events" and "raw" in cols:
+    if spec.raw_message:
         preds.append(
             sql.SQL(
                 "raw->>'userId' = ANY(%(users)s::text[]) OR (raw->>'anonymousId' ="
@@ -122,21 +166,14 @@ def _where(table: _Table, subject_kind: str) -> sql.Composable | None:
                 " OR raw->>'userId' = ANY(%(users)s::text[])))"
             )
         )
-    if not preds:
-        return None
     where = sql.SQL(" OR ").join(sql.SQL("({})").format(p) for p in preds)
-    if "site_id" in cols:
-        where = sql.SQL("site_id = %(site)s AND ({})").format(where)
-    return where
+    return sql.SQL("site_id = %(site)s AND ({})").format(where)
 
 
 def _column_values(
     conn: psycopg.Connection[Any], table: _Table, columns: Iterable[str], subject: Subject
 ) -> set[str]:
     where = _where(table, subject.kind)
-    columns = [c for c in columns if c in table.columns]
-    if where is None or not columns:
-        return set()
     found: set[str] = set()
     query = sql.SQL("SELECT {} FROM {} WHERE {}").format(
         sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(c)) for c in columns),
@@ -170,16 +207,15 @@ def resolve(
         subject.person_ids |= _device_only_persons(conn, tables, subject)
         for name in ("events", "sessions"):
             holder = tables.get(name)
-            if holder is not None and "session_id" in holder.columns:
+            if holder is not None:
                 subject.session_ids |= _column_values(conn, holder, ["session_id"], subject)
         return subject
     for _ in range(MAX_ROUNDS):
         before = subject.params()
         for table in tables.values():
-            if table.person_columns:
-                subject.person_ids |= _column_values(conn, table, table.person_columns, subject)
-        identities = tables.get("identities")
-        if identities is not None and {"kind", "value", "person_id"} <= identities.columns:
+            if table.spec.person:
+                subject.person_ids |= _column_values(conn, table, table.spec.person, subject)
+        if "identities" in tables:
             for found_kind, found_value in conn.execute(
                 "SELECT kind, value FROM identities WHERE site_id = %(site)s"
                 " AND person_id::text = ANY(%(persons)s::text[])",
@@ -192,7 +228,7 @@ def resolve(
             subject.anonymous_ids |= _linked_devices(conn, subject)
         for name in ("events", "sessions"):
             holder = tables.get(name)
-            if holder is not None and "session_id" in holder.columns:
+            if holder is not None:
                 subject.session_ids |= _column_values(conn, holder, ["session_id"], subject)
         if subject.params() == before:
             break
@@ -203,14 +239,13 @@ def _device_only_persons(
     conn: psycopg.Connection[Any], tables: dict[str, _Table], subject: Subject
 ) -> set[str]:
     """Persons (not merged away) whose every identity is one of the subject's anonymous ids."""
-    identities, persons = tables.get("identities"), tables.get("persons")
-    if identities is None or not {"kind", "value", "person_id"} <= identities.columns:
+    if "identities" not in tables:
         return set()
     merged = (
         " AND NOT EXISTS (SELECT 1 FROM persons p WHERE p.site_id = i.site_id"
         " AND p.id = i.person_id"
         " AND p.merged_into IS NOT NULL)"
-        if persons is not None and "merged_into" in persons.columns
+        if "persons" in tables
         else ""
     )
     rows = conn.execute(
@@ -272,8 +307,6 @@ def export_subject(
     with conn.cursor(row_factory=dict_row) as cur:
         for table in _tables(conn):
             where = _where(table, subject.kind)
-            if where is None:
-                continue
             cur.execute(
                 sql.SQL("SELECT * FROM {} WHERE {}").format(sql.Identifier(table.name), where),
                 subject.params(),
@@ -328,8 +361,6 @@ def erase_subject(
     counts: dict[str, int] = {}
     for table in _fk_order(conn, _tables(conn)):
         where = _where(table, subject.kind)
-        if where is None:
-            continue
         cursor = conn.execute(
             sql.SQL("DELETE FROM {} WHERE {}").format(sql.Identifier(table.name), where),
             subject.params(),

@@ -6,10 +6,12 @@ import hashlib
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
+import psycopg
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import Connection, insert, select, update
 
@@ -86,6 +88,45 @@ def create_site(
         .one()
     )
     return site_from_row(row)
+
+
+def find_site_id(conn: psycopg.Connection[Any], name: str) -> int | None:
+    """A site's id by its name (admin API and CLI), or None."""
+    row = conn.execute("SELECT id FROM sites WHERE name = %s", (name,)).fetchone()
+    return int(row[0]) if row else None
+
+
+def site_settings(conn: psycopg.Connection[Any], site_id: int) -> tuple[str, dict[str, Any]]:
+    """A site's consent mode and settings."""
+    row = conn.execute(
+        "SELECT consent_mode, settings FROM sites WHERE id = %s", (site_id,)
+    ).fetchone()
+    assert row is not None
+    return str(row[0]), dict(row[1] or {})
+
+
+def configure_site(
+    conn: psycopg.Connection[Any],
+    site_id: int,
+    *,
+    consent_mode: str | None = None,
+    set_settings: dict[str, Any] | None = None,
+    unset: Sequence[str] = (),
+) -> tuple[str, dict[str, Any]]:
+    """Change a site's consent mode and settings in the caller's transaction.
+
+    Collectors pick the change up within their site-cache lifetime (30 s).
+    """
+    if consent_mode is not None:
+        conn.execute("UPDATE sites SET consent_mode = %s WHERE id = %s", (consent_mode, site_id))
+    if set_settings:
+        conn.execute(
+            "UPDATE sites SET settings = settings || %s WHERE id = %s",
+            (Jsonb(set_settings), site_id),
+        )
+    for name in unset:
+        conn.execute("UPDATE sites SET settings = settings - %s WHERE id = %s", (name, site_id))
+    return site_settings(conn, site_id)
 
 
 def list_sites(conn: Connection) -> list[Site]:
@@ -176,18 +217,27 @@ class SiteCache:
 DEMO_SITE = "demo"
 
 
-async def ensure_demo_site(pool: AsyncConnectionPool) -> str:
-    """The demo site's write key, creating the site (any origin allowed) the first time."""
-    async with pool.connection() as conn, conn.cursor() as cur:
-        await cur.execute(
-            "INSERT INTO sites (name, write_key, allowed_origins, settings)"
-            " VALUES (%s, %s, %s, %s::jsonb) ON CONFLICT (name) DO NOTHING",
-            (DEMO_SITE, new_write_key(), ["*"], '{"allow_undeclared_events": true}'),
-        )
-        await cur.execute("SELECT write_key FROM sites WHERE name = %s", (DEMO_SITE,))
-        row = await cur.fetchone()
+def ensure_demo_site(conn: psycopg.Connection[Any]) -> str:
+    """The demo site's write key, creating the site the first time (the caller commits).
+
+    Any origin is allowed: the demo page may be opened under any host name.
+    """
+    conn.execute(
+        "INSERT INTO sites (name, write_key, allowed_origins) VALUES (%s, %s, %s)"
+        " ON CONFLICT (name) DO NOTHING",
+        (DEMO_SITE, new_write_key(), ["*"]),
+    )
+    row = conn.execute("SELECT write_key FROM sites WHERE name = %s", (DEMO_SITE,)).fetchone()
     assert row is not None
     return str(row[0])
+
+
+async def demo_write_key(pool: AsyncConnectionPool) -> str | None:
+    """The demo site's write key, if the site exists (``footfall serve`` created it)."""
+    async with pool.connection() as conn, conn.cursor() as cur:
+        await cur.execute("SELECT write_key FROM sites WHERE name = %s", (DEMO_SITE,))
+        row = await cur.fetchone()
+    return str(row[0]) if row else None
 
 
 async def recent_events(

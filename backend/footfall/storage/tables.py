@@ -113,6 +113,8 @@ events = Table(
     Column("geo_timezone", Text),
     Column("geo_asn", BigInteger),
     Column("geo_asn_org", Text),
+    # A track event without a schema, stored because the site is not ``strict``.
+    Column("undeclared", Boolean, nullable=False, server_default=text("false")),
     PrimaryKeyConstraint("site_id", "message_id", "timestamp"),
     Index(None, "site_id", "timestamp"),
     # "Events of one person in a time range" (analytics.person_events).
