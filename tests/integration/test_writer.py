@@ -27,6 +27,7 @@ def _row(site_id: int, message_id: str | None = None) -> EventRow:
         received_at=now,
         context={},
         properties={"n": 1},
+        undeclared=False,
     )
     values.pop("index")
     return EventRow(**values)
