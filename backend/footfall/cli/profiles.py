@@ -14,13 +14,10 @@ def cmd_rebuild(args: argparse.Namespace) -> None:
 
     from footfall.cli.main import _dsn, _settings
     from footfall.storage.profiles import rebuild
+    from footfall.storage.sites import sites_named
 
     with psycopg.connect(_dsn(_settings())) as conn:
-        sites = conn.execute(
-            "SELECT id, name FROM sites WHERE %(name)s::text IS NULL OR name = %(name)s"
-            " ORDER BY id",
-            {"name": args.site},
-        ).fetchall()
+        sites = sites_named(conn, args.site)
         conn.commit()
         if args.site is not None and not sites:
             sys.exit(f"footfall: no site named {args.site!r}")

@@ -70,6 +70,9 @@ PERSONAL_TABLES: dict[str, Personal] = {
     "identities": Personal(person=("person_id",), identities=True),
     "persons": Personal(person=("id", "merged_into")),
     "person_merges": Personal(person=("from_person", "into_person")),
+    "person_profiles": Personal(person=("person_id",)),
+    # By person, not session: a shared device's session also has the other person's row.
+    "person_sessions": Personal(person=("person_id",)),
 }
 
 # Every other table, and why erasure and export leave it alone.

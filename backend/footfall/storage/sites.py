@@ -96,6 +96,15 @@ def find_site_id(conn: psycopg.Connection[Any], name: str) -> int | None:
     return int(row[0]) if row else None
 
 
+def sites_named(conn: psycopg.Connection[Any], name: str | None) -> list[tuple[int, str]]:
+    """(id, name) of the site called ``name``, or of every site when ``name`` is None."""
+    rows = conn.execute(
+        "SELECT id, name FROM sites WHERE %(name)s::text IS NULL OR name = %(name)s ORDER BY id",
+        {"name": name},
+    ).fetchall()
+    return [(int(r[0]), str(r[1])) for r in rows]
+
+
 def site_settings(conn: psycopg.Connection[Any], site_id: int) -> tuple[str, dict[str, Any]]:
     """A site's consent mode and settings."""
     row = conn.execute(
