@@ -285,9 +285,7 @@ def test_site_wide_sensitive_params_in_failed_events_and_after_replay(
     server = ServerThread(settings).start()
     try:
         schema_dir = tmp_path / "schemas"
-        site_id, key = make_site(
-            database, settings={"schema_dir": str(schema_dir), "strict": True}
-        )
+        site_id, key = make_site(database, settings={"schema_dir": str(schema_dir), "strict": True})
         url = "https://shop.example/cart?promo=SECRET-PROMO-77&page=2"
         context = {"page": {"url": url, "search": "?voucher=SECRET-VOUCHER-88"}}
         page = message("page", anonymousId="promo-1", context=context)

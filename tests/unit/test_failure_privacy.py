@@ -35,12 +35,18 @@ def _site(**settings: Any) -> Site:
 
 
 def _run(pipeline: Pipeline, messages: list[Any], site: Site | None = None) -> BatchPlan:
-    ctx = RequestContext(site=site or _site(), received_at=NOW, ip="203.0.113.9")
+    site = site or _site()
+    if site.schema_dir:  # what ingest does before the pipeline (registry.prepare)
+        pipeline.registry.load_site(site.schema_dir)
+    ctx = RequestContext(site=site, received_at=NOW, ip="203.0.113.9")
     return pipeline.run(messages, ctx)
 
 
 def _replay(pipeline: Pipeline, raw: dict[str, Any], site: Site | None = None) -> BatchPlan:
-    ctx = RequestContext(site=site or _site(), received_at=NOW)
+    site = site or _site()
+    if site.schema_dir:
+        pipeline.registry.load_site(site.schema_dir)
+    ctx = RequestContext(site=site, received_at=NOW)
     return pipeline.run([raw], ctx, replay=True)
 
 
