@@ -88,3 +88,12 @@ def test_valid_admin_requests_still_work(new_site) -> None:
     assert consent.status_code == 200 and consent.json()["denied"] == ["analytics"]
     unknown = site.admin("export", {"anonymous_id": "a"} | {"site": "no-such-site"})
     assert unknown.status_code == 404 and unknown.json()["error"] == "unknown_site"
+
+
+def test_the_token_is_checked_before_the_body_is_read(new_site) -> None:
+    site = new_site()
+    url = site.base_url + "/admin/privacy/export"
+    huge = {"site": site.name, "anonymous_id": "a", "pad": "x" * 70_000}
+    assert httpx.post(url, json=huge).status_code == 401
+    nul = {"site": "a\u0000", "anonymous_id": "a"}
+    assert httpx.post(url, json=nul, headers={"Authorization": "Bearer nope"}).status_code == 401

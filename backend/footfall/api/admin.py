@@ -13,7 +13,7 @@ from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
 import psycopg
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
@@ -72,6 +72,7 @@ class AdminRoute(APIRoute):
         handler = super().get_route_handler()
 
         async def route(request: Request) -> Response:
+            await require_admin(request)  # before a byte of the body is read
             if request.method == "POST":
                 await _read_bounded(request)
             try:
@@ -152,7 +153,7 @@ class ConsentRequest(BaseModel):
 
 
 async def require_admin(request: Request) -> None:
-    """Checked before the body is even parsed."""
+    """Checked by :class:`AdminRoute` before the body is read."""
     settings = app_state(request).settings
     if not settings.admin_token:
         raise AdminDisabled("the admin API is off: set FOOTFALL_ADMIN_TOKEN")
@@ -164,12 +165,7 @@ async def require_admin(request: Request) -> None:
         raise AdminUnauthorized("Authorization: Bearer <FOOTFALL_ADMIN_TOKEN> required")
 
 
-router = APIRouter(
-    prefix="/admin/privacy",
-    tags=["privacy"],
-    dependencies=[Depends(require_admin)],
-    route_class=AdminRoute,
-)
+router = APIRouter(prefix="/admin/privacy", tags=["privacy"], route_class=AdminRoute)
 
 
 async def _in_transaction(request: Request, work: Any, *, read_only: bool = False) -> Any:
