@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from footfall.errors import FootfallError, PayloadTooLarge
-from footfall.operations import keyring, site_id
+from footfall.operations import MAX_SITE_NAME_LENGTH, keyring, site_id
 from footfall.pipeline.identifiers import MAX_ID_LENGTH, storable_text
 from footfall.settings import Settings
 from footfall.state import app_state
@@ -56,7 +56,7 @@ def _storable(max_length: int) -> AfterValidator:
 
 
 # Bounds as the ingest envelope's (pipeline/identifiers.py).
-Name = Annotated[str, Field(min_length=1, max_length=255), _storable(255)]
+Name = Annotated[str, Field(min_length=1, max_length=MAX_SITE_NAME_LENGTH), _storable(255)]
 Identifier = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH), _storable(MAX_ID_LENGTH)]
 Purpose = Annotated[str, Field(min_length=1, max_length=64), _storable(64)]
 

@@ -20,10 +20,11 @@ from psycopg_pool import PoolTimeout
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from footfall.api.admin import UnknownSite, require_admin
+from footfall.api.admin import require_admin
 from footfall.api.auth import authenticate, cors_headers
 from footfall.api.client_ip import client_ip, trusted_networks
 from footfall.errors import BadRequest, FootfallError, Unavailable
+from footfall.operations import site_id, site_id_async
 from footfall.pipeline.consent import subject_ids
 from footfall.pipeline.privacy import stored_anonymous_id
 from footfall.pipeline.segments.rules import RuleError, parse_rule
@@ -124,22 +125,6 @@ admin_router = APIRouter(
 )
 
 
-def _site_id(conn: psycopg.Connection[Any], name: str) -> int:
-    row = conn.execute("SELECT id FROM sites WHERE name = %s", (name,)).fetchone()
-    if row is None:
-        raise UnknownSite(f"no site named {name!r}")
-    return int(row[0])
-
-
-async def _site_id_async(conn: psycopg.AsyncConnection[Any], name: str) -> int:
-    async with conn.cursor() as cur:
-        await cur.execute("SELECT id FROM sites WHERE name = %s", (name,))
-        row = await cur.fetchone()
-    if row is None:
-        raise UnknownSite(f"no site named {name!r}")
-    return int(row[0])
-
-
 def _invalid(exc: RuleError) -> JSONResponse:
     """422 with every problem's JSON pointer."""
     return JSONResponse(
@@ -152,7 +137,7 @@ async def _run(request: Request, site: str, work: Any) -> Any:
 
     def run() -> Any:
         with psycopg.connect(state.dsn) as conn, conn.transaction():
-            return work(conn, _site_id(conn, site))
+            return work(conn, site_id(conn, site))
 
     try:
         return await asyncio.to_thread(run)
@@ -210,8 +195,8 @@ async def test(
         return _invalid(exc)
     state = app_state(request)
     async with state.pool.connection() as conn:
-        site_id = await _site_id_async(conn, site)
-        return _answer(await store.dry_run(conn, site_id, segment, days, person))
+        found = await site_id_async(conn, site)
+        return _answer(await store.dry_run(conn, found, segment, days, person))
 
 
 @admin_router.get("/{key}")

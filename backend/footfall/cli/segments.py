@@ -21,13 +21,6 @@ def _connect() -> Any:
     return psycopg.connect(_dsn(_settings()))
 
 
-def _site_id(conn: Any, name: str) -> int:
-    row = conn.execute("SELECT id FROM sites WHERE name = %s", (name,)).fetchone()
-    if row is None:
-        sys.exit(f"footfall: no site named {name!r}")
-    return int(row[0])
-
-
 def _read(path: str) -> Any:
     try:
         with open(path, encoding="utf-8") as source:
@@ -39,12 +32,13 @@ def _read(path: str) -> Any:
 
 
 def _run(args: argparse.Namespace, work: Callable[[Any, int], Any]) -> None:
+    from footfall.operations import site_id
     from footfall.pipeline.segments.rules import RuleError
     from footfall.storage.segments import SegmentExists, UnknownSegment
 
     try:
         with _connect() as conn, conn.transaction():
-            result = work(conn, _site_id(conn, args.site))
+            result = work(conn, site_id(conn, args.site))
     except RuleError as exc:
         for error in exc.errors:
             print(f"{error['pointer'] or '/'}: {error['message']}", file=sys.stderr)

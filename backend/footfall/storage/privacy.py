@@ -73,6 +73,8 @@ PERSONAL_TABLES: dict[str, Personal] = {
     "person_profiles": Personal(person=("person_id",)),
     # By person, not session: a shared device's session also has the other person's row.
     "person_sessions": Personal(person=("person_id",)),
+    "segment_state": Personal(person=("person_id",)),
+    "segment_memberships": Personal(person=("person_id",)),
 }
 
 # Every other table, and why erasure and export leave it alone.
@@ -83,6 +85,7 @@ NOT_PERSONAL: dict[str, str] = {
     "erasure_log": "the record of an erasure (a keyed hash of the request): must outlive it",
     "privacy_suppressions": "keyed hashes of erased ids, to refuse their future messages",
     "event_ids": "message keys only; kept so a retried copy of an erased message stays refused",
+    "segment_definitions": "segment rules, written by the site's operators",
 }
 MAX_ROUNDS = 8  # resolution rounds (person merges can chain)
 

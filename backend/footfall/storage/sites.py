@@ -96,6 +96,14 @@ def find_site_id(conn: psycopg.Connection[Any], name: str) -> int | None:
     return int(row[0]) if row else None
 
 
+async def find_site_id_async(conn: psycopg.AsyncConnection[Any], name: str) -> int | None:
+    """:func:`find_site_id` on an async connection."""
+    async with conn.cursor() as cur:
+        await cur.execute("SELECT id FROM sites WHERE name = %s", (name,))
+        row = await cur.fetchone()
+    return int(row[0]) if row else None
+
+
 def sites_named(conn: psycopg.Connection[Any], name: str | None) -> list[tuple[int, str]]:
     """(id, name) of the site called ``name``, or of every site when ``name`` is None."""
     rows = conn.execute(
