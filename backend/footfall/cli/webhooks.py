@@ -25,29 +25,22 @@ def _dsn() -> str:
     return dsn(_settings())
 
 
-def _keyring() -> Any:
-    from footfall.pipeline.privacy import keyring_of
+def _keys() -> Any:
+    from footfall.operations import keyring
 
-    settings = _settings()
-    return keyring_of(settings.pii_key_id, settings.pii_key, settings.previous_pii_keys)
+    return keyring(_settings())
 
 
-def _site_id(name: str | None) -> int | None:
-    """The id of the site named ``name`` (None for None); exits if there is none."""
+def _site(name: str | None) -> int | None:
+    """The id of the site named ``name`` (None for None); an unknown name exits."""
     if name is None:
         return None
-    from footfall.storage.engine import create_sync_engine
-    from footfall.storage.sites import get_site_by_name
+    import psycopg
 
-    engine = create_sync_engine(_dsn())
-    try:
-        with engine.connect() as conn:
-            site = get_site_by_name(conn, name)
-    finally:
-        engine.dispose()
-    if site is None:
-        sys.exit(f"footfall: no site named {name!r}")
-    return site.id
+    from footfall.operations import site_id
+
+    with psycopg.connect(_dsn()) as conn:
+        return site_id(conn, name)
 
 
 def _run(work: Callable[[Any], Awaitable[T]]) -> T:
@@ -74,9 +67,9 @@ def cmd_endpoint_add(args: argparse.Namespace) -> None:
         secret_key(secret)
     except ValueError as exc:
         sys.exit(f"footfall: {exc}")
-    site_id = _site_id(args.site)
+    site_id = _site(args.site)
     assert site_id is not None
-    key = _keyring().current
+    key = _keys().current
     sealed = seal(secret, key, site_id, args.name)
     try:
         _run(lambda c: webhooks.add_endpoint(c, site_id, args.name, args.url, sealed, key.key_id))
@@ -91,7 +84,7 @@ def cmd_endpoint_add(args: argparse.Namespace) -> None:
 def cmd_endpoint_list(args: argparse.Namespace) -> None:
     from footfall.storage import webhooks
 
-    site_id = _site_id(args.site)
+    site_id = _site(args.site)
     for ep in _run(lambda c: webhooks.list_endpoints(c, site_id)):
         state = "enabled" if ep.enabled else "disabled"
         print(f"{ep.site_id}\t{ep.name}\t{ep.url}\t{state}\t{ep.created_at:%Y-%m-%dT%H:%M:%S}")
@@ -100,7 +93,7 @@ def cmd_endpoint_list(args: argparse.Namespace) -> None:
 def cmd_endpoint_remove(args: argparse.Namespace) -> None:
     from footfall.storage import webhooks
 
-    site_id = _site_id(args.site)
+    site_id = _site(args.site)
     assert site_id is not None
     existed, cancelled = _run(lambda c: webhooks.remove_endpoint(c, site_id, args.name))
     if not existed:
@@ -112,7 +105,7 @@ def _cmd_endpoint_enable(enabled: bool) -> Callable[[argparse.Namespace], None]:
     def command(args: argparse.Namespace) -> None:
         from footfall.storage import webhooks
 
-        site_id = _site_id(args.site)
+        site_id = _site(args.site)
         assert site_id is not None
         if not _run(lambda c: webhooks.set_enabled(c, site_id, args.name, enabled)):
             sys.exit(f"footfall: site {args.site!r} has no endpoint named {args.name!r}")
@@ -126,7 +119,7 @@ def cmd_endpoint_reseal(args: argparse.Namespace) -> None:
     from footfall.storage import webhooks
     from footfall.webhooks.sealing import SealError, seal, unseal
 
-    keyring = _keyring()
+    keyring = _keys()
 
     async def work(conn: Any) -> tuple[int, list[str]]:
         done, problems = 0, []
@@ -156,7 +149,7 @@ def cmd_endpoint_reseal(args: argparse.Namespace) -> None:
 def cmd_list(args: argparse.Namespace) -> None:
     from footfall.storage import webhooks
 
-    site_id = _site_id(args.site)
+    site_id = _site(args.site)
     rows = _run(
         lambda c: webhooks.list_deliveries(
             c, site_id=site_id, status=args.status, endpoint=args.endpoint, limit=args.limit
@@ -173,7 +166,7 @@ def cmd_list(args: argparse.Namespace) -> None:
 def cmd_retry(args: argparse.Namespace) -> None:
     from footfall.storage import webhooks
 
-    site_id = _site_id(args.site)
+    site_id = _site(args.site)
     count = _run(
         lambda c: webhooks.retry_dead(c, site_id=site_id, endpoint=args.endpoint, ids=args.ids)
     )
@@ -195,7 +188,7 @@ def cmd_dispatch(args: argparse.Namespace) -> None:
     async def main() -> None:
         pool = create_pool(dsn, settings)
         await pool.open(wait=True, timeout=30)
-        dispatcher = Dispatcher(pool, dsn, _keyring(), DispatchConfig.from_settings(settings))
+        dispatcher = Dispatcher(pool, dsn, _keys(), DispatchConfig.from_settings(settings))
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

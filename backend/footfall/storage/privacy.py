@@ -75,6 +75,7 @@ PERSONAL_TABLES: dict[str, Personal] = {
     "person_sessions": Personal(person=("person_id",)),
     "segment_state": Personal(person=("person_id",)),
     "segment_memberships": Personal(person=("person_id",)),
+    "webhook_outbox": Personal(person=("person_id",)),
 }
 
 # Every other table, and why erasure and export leave it alone.
@@ -86,6 +87,7 @@ NOT_PERSONAL: dict[str, str] = {
     "privacy_suppressions": "keyed hashes of erased ids, to refuse their future messages",
     "event_ids": "message keys only; kept so a retried copy of an erased message stays refused",
     "segment_definitions": "segment rules, written by the site's operators",
+    "webhook_endpoints": "where a site's webhooks go (URLs, sealed secrets)",
 }
 MAX_ROUNDS = 8  # resolution rounds (person merges can chain)
 
