@@ -106,8 +106,8 @@ def test_cancel_for_person_cancels_only_their_pending(hooks_db: str, site: int) 
 
 
 def test_erasure_deletes_the_persons_outbox_rows(hooks_db: str, site: int) -> None:
-    """The generic erasure (storage/privacy.py) finds webhook_outbox by its person_id column."""
-    from footfall.storage.privacy import NOT_PERSONAL, _Table
+    """Erasure (storage/privacy.py) deletes webhook_outbox rows by their person_id column."""
+    from footfall.storage.privacy import NOT_PERSONAL, PERSONAL_TABLES
 
     columns = {
         r["column_name"]
@@ -117,7 +117,8 @@ def test_erasure_deletes_the_persons_outbox_rows(hooks_db: str, site: int) -> No
         )
     }
     assert "webhook_outbox" not in NOT_PERSONAL
-    assert _Table("webhook_outbox", frozenset(columns)).person_columns == ["person_id"]
+    assert PERSONAL_TABLES["webhook_outbox"].person == ("person_id",)
+    assert PERSONAL_TABLES["webhook_outbox"].columns <= columns
 
 
 def test_prune_deletes_only_finished_rows_past_the_retention(hooks_db: str, site: int) -> None:
