@@ -199,3 +199,24 @@ def test_refusals_and_failures_are_counted_and_logged(site, collector):
     stats = page.evaluate("footfall('stats')")
     assert stats["failed"] == {"unknown_event": 1}, stats
     assert any("failed unknown_event" in text for text in console), console
+
+
+PRERENDERING = """
+Object.defineProperty(document, 'prerendering', {get: () => !window.shown, configurable: true});
+"""
+
+
+def test_prerendered_page_sends_nothing_until_shown(site):
+    """Chromium under Playwright does not prerender (speculation rules are ignored), so
+    this emulates the API a prerendered page sees: document.prerendering true until the
+    prerenderingchange event."""
+    requests = []
+    site.context.on("request", lambda r: requests.append(r.url) if "/v1/" in r.url else None)
+    site.context.add_init_script(PRERENDERING)
+    page = site.open("/t/prerendered.html", init={"scroll": False})
+    page.evaluate("footfall('track', 'DuringPrerender')")
+    page.wait_for_timeout(800)
+    assert requests == [] and site.events() == []
+    page.evaluate("window.shown = true; document.dispatchEvent(new Event('prerenderingchange'))")
+    rows = site.wait(lambda rs: len(rs) == 2)
+    assert {(r["type"], r["event"]) for r in rows} == {("page", None), ("track", "DuringPrerender")}
