@@ -173,6 +173,7 @@ FRUSTRATION_PAGE = """
 <button id="opens" onclick="document.getElementById('panel').hidden = false">Opens panel</button>
 <div id="panel" hidden>Panel</div>
 <a id="go" href="/t/frustration-next.html">Next page</a>
+<a id="void" href="javascript:void(0)">Broken link</a>
 """
 
 
@@ -198,8 +199,12 @@ def test_dead_click_versus_working_button_and_followed_link(site):
     page = site.open("/t/dead.html", FRUSTRATION_PAGE, init={**QUIET, "frustration": True})
     page.click("#opens")
     page.click("#nothing")
-    [dead] = site.wait_for("Dead Click")
-    assert dead["properties"]["selector"] == "#nothing" and dead["properties"]["tag"] == "button"
+    page.click("#void")
+    dead = site.wait_for("Dead Click", 2)
+    assert [(d["properties"]["selector"], d["properties"]["tag"]) for d in dead] == [
+        ("#nothing", "button"),
+        ("#void", "a"),
+    ]
     site.serve("/t/frustration-next.html", "<p>next</p>", init={**QUIET, "pageviews": True})
     # The next page answers slowly (1.5 s): a followed link is still no dead click.
     site.context.route(
@@ -209,7 +214,7 @@ def test_dead_click_versus_working_button_and_followed_link(site):
     page.click("#go")
     site.wait(lambda rs: any(r["type"] == "page" for r in rs))
     site.settle(1.2)
-    assert [r["properties"]["selector"] for r in site.named("Dead Click")] == ["#nothing"]
+    assert [r["properties"]["selector"] for r in site.named("Dead Click")] == ["#nothing", "#void"]
 
 
 def test_the_tracker_strips_exactly_what_the_collector_scrubs(site):

@@ -644,7 +644,8 @@
       const clickedAt = now();
       const urlBefore = location.href;
       setTimeout(() => {
-        const navigates = clickable.href && !event.defaultPrevented;
+        const href = clickable.href;
+        const navigates = /^http/.test(href) && href.split("#")[0] != urlBefore.split("#")[0] && !event.defaultPrevented;
         if (!navigates && lastChange < clickedAt && location.href == urlBefore) track("Dead Click", describe(clickable));
       }, WINDOW_MS);
     });

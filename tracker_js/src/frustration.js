@@ -41,8 +41,10 @@ export const frustration = () => {
     const clickedAt = now()
     const urlBefore = location.href
     setTimeout(() => {
-      // A link that was followed is no dead click, even when the next page is slow to come.
-      const navigates = clickable.href && !event.defaultPrevented
+      // A link followed to another page is no dead click, even when that page is slow
+      // to come; a javascript: or same-page link is judged by what changed.
+      const href = clickable.href
+      const navigates = /^http/.test(href) && href.split('#')[0] != urlBefore.split('#')[0] && !event.defaultPrevented
       if (!navigates && lastChange < clickedAt && location.href == urlBefore) track('Dead Click', describe(clickable))
     }, WINDOW_MS)
   })
