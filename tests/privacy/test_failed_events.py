@@ -11,8 +11,8 @@ import psycopg
 from alembic import command
 
 from footfall.app import build_pipeline
+from footfall.replay import replay_failed
 from footfall.storage import migrate
-from footfall.storage.failed import replay_failed
 from tests.support import Collector, collector_settings, scratch_database
 
 PROBE = "marguerite.probe@example.net"
@@ -76,7 +76,7 @@ def test_replay_rescrubs_what_still_fails(collector: Collector) -> None:
     """A failure stored before ``promo`` was made sensitive (and, by an earlier version,
     with an array as anonymousId) is cleaned by ``footfall failed replay`` even while it
     keeps failing."""
-    site_id, key = collector.make_site()
+    site_id, key = collector.make_site(settings={"strict": True})
     message = {"type": "track", "event": "Never Declared", "anonymousId": "a-1",
                "messageId": f"promo-{site_id}",
                "context": {"page": {"url": "https://shop.example/?promo=SECRET-42&page=2"}}}  # fmt: skip
