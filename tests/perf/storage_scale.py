@@ -207,14 +207,15 @@ def sizes(dsn: str) -> list[tuple[str, int, int, int]]:
                     (table, table),
                 )
             ]
-            rows = heap = index = 0
+            (rows,) = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
+            heap = index = 0
             for part in parts:
-                n, h, x = conn.execute(
-                    "SELECT reltuples::bigint, pg_table_size(oid), pg_indexes_size(oid)"
+                h, x = conn.execute(
+                    "SELECT pg_table_size(oid), pg_indexes_size(oid)"
                     " FROM pg_class WHERE oid = %s::regclass",
                     (part,),
                 ).fetchone()
-                rows, heap, index = rows + max(n, 0), heap + h, index + x
+                heap, index = heap + h, index + x
             out.append((table, rows, heap, index))
     return out
 
