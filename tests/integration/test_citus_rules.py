@@ -129,7 +129,9 @@ def test_the_check_catches_each_kind_of_breach(database: str) -> None:
 
 def _documented(kind: str) -> set[str]:
     text = OPERATIONS.read_text(encoding="utf-8")
-    return set(re.findall(rf"SELECT {kind}\('([a-z_.]+)'", text))
+    calls = re.findall(rf"SELECT {kind}\('([a-z_.]+)'", text)
+    assert len(calls) == len(set(calls)), f"a table has two {kind} calls"
+    return set(calls)
 
 
 def test_docs_give_a_citus_call_for_every_table(database: str) -> None:
