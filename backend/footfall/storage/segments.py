@@ -38,6 +38,7 @@ from footfall.pipeline.consent import LedgerEntry
 from footfall.pipeline.segments import consent as segment_consent
 from footfall.pipeline.segments.evaluate import (
     EVENT_KEYS,
+    LeafIndex,
     State,
     apply_event,
     epoch_ms,
@@ -80,6 +81,15 @@ class UnknownSegment(LookupError):
 ACTIVE = (
     "SELECT site_id, key, version, rule FROM segment_definitions"
     " WHERE site_id = ANY(%s::int[]) AND retired_at IS NULL ORDER BY site_id, key"
+)
+ACTIVE_VERSIONS = (
+    "SELECT site_id, key, version FROM segment_definitions"
+    " WHERE site_id = ANY(%s::int[]) AND retired_at IS NULL ORDER BY site_id, key"
+)
+RULES = (
+    "SELECT d.site_id, d.key, d.version, d.rule FROM segment_definitions d"
+    " JOIN unnest(%s::int[], %s::text[], %s::int[]) AS q(s, k, v)"
+    " ON d.site_id = q.s AND d.key = q.k AND d.version = q.v"
 )
 
 
@@ -234,21 +244,19 @@ def show_segment(conn: psycopg.Connection[Any], site_id: int, key: str) -> dict[
 
 @dataclass(frozen=True, slots=True)
 class SiteSegments:
-    """A site's active segments, compiled."""
+    """A site's active segments, compiled, with their leaves indexed for dispatch."""
 
     segments: tuple[Segment, ...]
+    index: LeafIndex = field(init=False)
+    browser_keys: frozenset[str] = field(init=False)
+    uses_profile: bool = field(init=False)
 
-    @property
-    def leaves(self) -> list[Any]:
-        return leaves_of(self.segments)
-
-    @property
-    def browser_keys(self) -> frozenset[str]:
-        return frozenset(s.key for s in self.segments if s.browser)
-
-    @property
-    def uses_profile(self) -> bool:
-        return any(s.uses_profile for s in self.segments)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "index", LeafIndex(leaves_of(self.segments)))
+        object.__setattr__(
+            self, "browser_keys", frozenset(s.key for s in self.segments if s.browser)
+        )
+        object.__setattr__(self, "uses_profile", any(s.uses_profile for s in self.segments))
 
 
 class Definitions:
@@ -262,6 +270,9 @@ class Definitions:
 
     def __init__(self) -> None:
         self._compiled: dict[tuple[int, str, int], Segment] = {}
+        # site -> (its active (key, version)s, their SiteSegments): the leaf index is
+        # built once per set of versions, not per commit.
+        self._sites: dict[int, tuple[tuple[tuple[str, int], ...], SiteSegments]] = {}
         # site -> (has browser-exposed segments, monotonic time learnt)
         self.browser_sites: dict[int, tuple[bool, float]] = {}
 
@@ -270,25 +281,37 @@ class Definitions:
     ) -> dict[int, SiteSegments]:
         sites = sorted(set(site_ids))
         async with conn.cursor() as cur:
-            await cur.execute(ACTIVE, (sites,))
-            rows = await cur.fetchall()
-        by_site: dict[int, list[Segment]] = defaultdict(list)
-        for site_id, key, version, rule in rows:
-            compiled = self._compiled.get((site_id, key, version))
-            if compiled is None:
-                try:
-                    compiled = parse_rule(rule, version)
-                except RuleError:
-                    log.exception(
-                        "stored segment %s v%d of site %d is invalid", key, version, site_id
-                    )
-                    continue
-                if len(self._compiled) >= self.MAX_COMPILED:
+            await cur.execute(ACTIVE_VERSIONS, (sites,))
+            versions = [(s, k, v) for s, k, v in await cur.fetchall()]
+            missing = [key for key in versions if key not in self._compiled]
+            if missing:
+                await cur.execute(
+                    RULES,
+                    ([m[0] for m in missing], [m[1] for m in missing], [m[2] for m in missing]),
+                )
+                if len(self._compiled) + len(missing) > self.MAX_COMPILED:
                     self._compiled.clear()
-                self._compiled[(site_id, key, version)] = compiled
-            by_site[site_id].append(compiled)
+                    self._sites.clear()
+                for site_id, key, version, rule in await cur.fetchall():
+                    try:
+                        self._compiled[(site_id, key, version)] = parse_rule(rule, version)
+                    except RuleError:
+                        log.exception(
+                            "stored segment %s v%d of site %d is invalid", key, version, site_id
+                        )
+        by_site: dict[int, list[tuple[str, int]]] = defaultdict(list)
+        for site_id, key, version in versions:
+            if (site_id, key, version) in self._compiled:
+                by_site[site_id].append((key, version))
+        out: dict[int, SiteSegments] = {}
+        for site_id, keys in by_site.items():
+            known = self._sites.get(site_id)
+            if known is None or known[0] != tuple(keys):
+                segments = tuple(self._compiled[(site_id, k, v)] for k, v in keys)
+                known = (tuple(keys), SiteSegments(segments))
+                self._sites[site_id] = known
+            out[site_id] = known[1]
         now = time.monotonic()
-        out = {site: SiteSegments(tuple(segments)) for site, segments in by_site.items()}
         for site in sites:
             self.browser_sites[site] = (bool(site in out and out[site].browser_keys), now)
         return out
@@ -400,29 +423,35 @@ async def on_persons_removed(
     """Seam for the webhook outbox: ``webhooks.cancel_for_person`` for each person."""
 
 
-OPEN_MEMBERSHIPS = (
-    "SELECT person_id, segment_key, version, id FROM segment_memberships"
-    " WHERE site_id = %s AND person_id = ANY(%s::bigint[]) AND exited_at IS NULL"
+# A person's open memberships as [[key, version, id], ...], read with their state row.
+_OPEN = (
+    "(SELECT coalesce(json_agg(json_build_array(m.segment_key, m.version, m.id)), '[]')"
+    " FROM segment_memberships m WHERE m.site_id = {t}.site_id"
+    " AND m.person_id = {t}.person_id AND m.exited_at IS NULL)"
 )
-ENTER = (
-    "INSERT INTO segment_memberships (site_id, person_id, segment_key, version, entered_at)"
-    " SELECT %s, * FROM unnest(%s::bigint[], %s::text[], %s::int[], %s::timestamptz[])"
-    " ON CONFLICT DO NOTHING RETURNING person_id, segment_key, version, id"
-)
-EXIT = (
-    "UPDATE segment_memberships SET exited_at = %s, exit_reason = %s"
-    " WHERE site_id = %s AND id = ANY(%s::bigint[]) AND exited_at IS NULL"
-)
+# Creates missing rows and locks all in (site, person) order: two commits touching the
+# same persons take their locks in one order.
 LOCK_STATES = (
     "INSERT INTO segment_state (site_id, person_id)"
     " SELECT * FROM unnest(%s::int[], %s::bigint[]) AS q(s, p) ORDER BY s, p"
     " ON CONFLICT (site_id, person_id) DO UPDATE SET updated_at = now()"
-    " RETURNING site_id, person_id, state, due_at"
+    " RETURNING site_id, person_id, state, due_at, " + _OPEN.format(t="segment_state")
 )
-SAVE_STATES = (
-    "UPDATE segment_state s SET state = u.state, due_at = u.due, updated_at = now()"
-    " FROM unnest(%s::int[], %s::bigint[], %s::jsonb[], %s::timestamptz[]) AS u(site, person,"
-    " state, due) WHERE s.site_id = u.site AND s.person_id = u.person"
+# Everything an evaluation changes, in one statement: state and due times, exits, entries.
+WRITE = (
+    "WITH saved AS (UPDATE segment_state s SET state = u.state, due_at = u.due,"
+    " updated_at = now()"
+    " FROM unnest(%(s_site)s::int[], %(s_person)s::bigint[], %(s_state)s::jsonb[],"
+    " %(s_due)s::timestamptz[]) AS u(site, person, state, due)"
+    " WHERE s.site_id = u.site AND s.person_id = u.person RETURNING 1),"
+    " exited AS (UPDATE segment_memberships m SET exited_at = %(now)s, exit_reason = 'rule'"
+    " FROM unnest(%(x_site)s::int[], %(x_id)s::bigint[]) AS x(site, id)"
+    " WHERE m.site_id = x.site AND m.id = x.id AND m.exited_at IS NULL RETURNING 1)"
+    " INSERT INTO segment_memberships (site_id, person_id, segment_key, version, entered_at)"
+    " SELECT site, person, key, version, %(now)s FROM unnest(%(e_site)s::int[],"
+    " %(e_person)s::bigint[], %(e_key)s::text[], %(e_version)s::int[])"
+    " AS e(site, person, key, version)"
+    " ON CONFLICT DO NOTHING RETURNING site_id, person_id, segment_key, version, id"
 )
 MERGED_AWAY = (
     "SELECT s.site_id, s.person_id, p.merged_into FROM segment_state s"
@@ -437,7 +466,14 @@ class _Person:
     person_id: int
     state: State
     due_at: datetime | None
+    # Open memberships: segment key -> (version, membership id).
+    open: dict[str, tuple[int, int]] = field(default_factory=dict)
     events: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, row: Sequence[Any]) -> _Person:
+        site_id, person_id, state, due_at, memberships = row
+        return cls(site_id, person_id, state or {}, due_at, {k: (v, m) for k, v, m in memberships})
 
 
 def _due(next_ms: int | None) -> datetime | None:
@@ -460,29 +496,20 @@ async def _evaluate_people(
     for person in people:
         by_site[person.site_id].append(person)
     current: dict[tuple[int, int], list[str]] = {}
-    changes: list[MembershipChange] = []
+    exits: list[MembershipChange] = []
     saves: list[tuple[int, int, Jsonb, datetime | None]] = []
+    entering: list[tuple[int, int, str, int]] = []
+    webhooks: dict[tuple[int, str], tuple[str, ...]] = {}
     for site_id, persons in sorted(by_site.items()):
         site = sites.get(site_id, SiteSegments(()))
-        leaves = site.leaves
+        webhooks.update({(site_id, s.key): s.webhooks for s in site.segments})
         ids = [p.person_id for p in persons]
         profiles = await profile_attributes(conn, site_id, ids) if site.uses_profile else {}
-        async with conn.cursor() as cur:
-            await cur.execute(OPEN_MEMBERSHIPS, (site_id, ids))
-            open_rows = await cur.fetchall()
-        memberships: dict[int, dict[str, tuple[int, int]]] = defaultdict(dict)
-        for person_id, key, version, membership_id in open_rows:
-            memberships[person_id][key] = (version, membership_id)
-        entering: list[tuple[int, str, int]] = []
-        leaving: list[int] = []
-        leaving_info: list[tuple[int, str, int, int]] = []
-        webhooks = {s.key: s.webhooks for s in site.segments}
         for person in persons:
-            state = prune(person.state, leaves, now_ms)
+            state = prune(person.state, site.index, now_ms)
             for event in sorted(person.events, key=lambda e: e["t"]):
-                apply_event(state, leaves, event, now_ms)
+                apply_event(state, site.index, event, now_ms)
             due_ms: int | None = None
-            mine = memberships.get(person.person_id, {})
             keys = []
             for segment in site.segments:
                 verdict = evaluate(segment, state, profiles.get(person.person_id), now_ms)
@@ -490,49 +517,41 @@ async def _evaluate_people(
                     due_ms = verdict.next_ms if due_ms is None else min(due_ms, verdict.next_ms)
                 if verdict.member:
                     keys.append(segment.key)
-                    if segment.key not in mine:
-                        entering.append((person.person_id, segment.key, segment.version))
-                elif segment.key in mine:
-                    version, membership_id = mine[segment.key]
-                    leaving.append(membership_id)
-                    leaving_info.append((person.person_id, segment.key, version, membership_id))
+                    if segment.key not in person.open:
+                        entering.append((site_id, person.person_id, segment.key, segment.version))
+                elif segment.key in person.open:
+                    version, membership = person.open[segment.key]
+                    exits.append(
+                        MembershipChange(site_id, person.person_id, segment.key, version,
+                                         "exited", now, membership, segment.webhooks)
+                    )  # fmt: skip
             current[(site_id, person.person_id)] = keys
             saves.append((site_id, person.person_id, Jsonb(state), _due(due_ms)))
-        async with conn.cursor() as cur:
-            if leaving:
-                await cur.execute(EXIT, (now, "rule", site_id, leaving))
-                changes.extend(
-                    MembershipChange(site_id, p, k, v, "exited", now, m, webhooks.get(k, ()))
-                    for p, k, v, m in leaving_info
-                )
-            if entering:
-                await cur.execute(
-                    ENTER,
-                    (
-                        site_id,
-                        [e[0] for e in entering],
-                        [e[1] for e in entering],
-                        [e[2] for e in entering],
-                        [now] * len(entering),
-                    ),
-                )
-                changes.extend(
-                    MembershipChange(site_id, p, k, v, "entered", now, m, webhooks.get(k, ()))
-                    for p, k, v, m in await cur.fetchall()
-                )
-    if saves:
-        async with conn.cursor() as cur:
-            await cur.execute(
-                SAVE_STATES,
-                (
-                    [s[0] for s in saves],
-                    [s[1] for s in saves],
-                    [s[2] for s in saves],
-                    [s[3] for s in saves],
-                ),
-            )
-    if changes:
-        await on_changes(conn, changes)
+    if not saves:
+        return current
+    async with conn.cursor() as cur:
+        await cur.execute(
+            WRITE,
+            {
+                "now": now,
+                "s_site": [s[0] for s in saves],
+                "s_person": [s[1] for s in saves],
+                "s_state": [s[2] for s in saves],
+                "s_due": [s[3] for s in saves],
+                "x_site": [c.site_id for c in exits],
+                "x_id": [c.membership_id for c in exits],
+                "e_site": [e[0] for e in entering],
+                "e_person": [e[1] for e in entering],
+                "e_key": [e[2] for e in entering],
+                "e_version": [e[3] for e in entering],
+            },
+        )
+        entries = [
+            MembershipChange(s, p, k, v, "entered", now, m, webhooks.get((s, k), ()))
+            for s, p, k, v, m in await cur.fetchall()
+        ]
+    if exits or entries:
+        await on_changes(conn, [*exits, *entries])
     return current
 
 
@@ -542,9 +561,7 @@ async def _lock(
     ordered = sorted(set(keys))
     async with conn.cursor() as cur:
         await cur.execute(LOCK_STATES, ([k[0] for k in ordered], [k[1] for k in ordered]))
-        return {
-            (s, p): _Person(s, p, state or {}, due) for s, p, state, due in await cur.fetchall()
-        }
+        return {(r[0], r[1]): _Person.of(r) for r in await cur.fetchall()}
 
 
 async def forget_persons(
@@ -583,6 +600,8 @@ async def _fold_merged(
         if merged_away is None or survivor is None:
             continue
         survivor.state = merge_states(survivor.state, merged_away.state)
+        for key, membership in merged_away.open.items():
+            survivor.open.setdefault(key, membership)  # moved below, unless it has one
         async with conn.cursor() as cur:
             await cur.execute(
                 "UPDATE segment_memberships m SET person_id = %s"
@@ -703,8 +722,9 @@ class SegmentsStep:
 # --- the sweeper ----------------------------------------------------------------------------
 
 DUE = (
-    "SELECT site_id, person_id, state, due_at FROM segment_state"
-    " WHERE due_at <= %s ORDER BY due_at LIMIT %s FOR UPDATE SKIP LOCKED"
+    "SELECT site_id, person_id, state, due_at, "
+    + _OPEN.format(t="segment_state")
+    + " FROM segment_state WHERE due_at <= %s ORDER BY due_at LIMIT %s FOR UPDATE SKIP LOCKED"
 )
 
 
@@ -725,7 +745,7 @@ async def sweep_once(
         found = await cur.fetchall()
     if not found:
         return {}
-    people = [_Person(s, p, state or {}, due) for s, p, state, due in found]
+    people = [_Person.of(row) for row in found]
     sites = await definitions.active(conn, {p.site_id for p in people})
     await _evaluate_people(conn, sites, people, now, on_changes)
     return {

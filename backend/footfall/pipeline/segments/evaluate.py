@@ -40,6 +40,7 @@ from footfall.pipeline.segments.rules import (
     AllOf,
     AnyOf,
     Condition,
+    Filter,
     Leaf,
     Not,
     ProfileTest,
@@ -84,14 +85,77 @@ def _expiry_ms(leaf: Aggregate, start_s: int) -> int:
     return (start_s + leaf.width_s + leaf.window_s) * 1000
 
 
+class LeafIndex:
+    """Leaves by the message type and event name their filters can match, so an event
+    is only tested against the leaves that could take it (built once per site's
+    definitions)."""
+
+    def __init__(self, leaves: Iterable[Leaf]) -> None:
+        self.leaves = tuple(leaves)
+        self._pairs: dict[tuple[str, str], list[Leaf]] = {}
+        self._types: dict[str, list[Leaf]] = {}
+        self._events: dict[str, list[Leaf]] = {}
+        self._any: list[Leaf] = []
+        self._memo: dict[tuple[str | None, str | None], list[Leaf]] = {}
+        for leaf in self.leaves:
+            if isinstance(leaf, Aggregate):
+                filters: tuple[Filter, ...] = (leaf.filter,)
+            elif isinstance(leaf, Sequence_):
+                filters = leaf.steps
+            else:
+                filters = (leaf.after, leaf.absent)
+            for f in filters:
+                if f.types is not None and f.events is not None:
+                    targets = [
+                        self._pairs.setdefault((t, e), []) for t in f.types for e in f.events
+                    ]
+                elif f.types is not None:
+                    targets = [self._types.setdefault(t, []) for t in f.types]
+                elif f.events is not None:
+                    targets = [self._events.setdefault(e, []) for e in f.events]
+                else:
+                    targets = [self._any]
+                for target in targets:
+                    if not any(other is leaf for other in target):
+                        target.append(leaf)
+
+    MEMO_MAX = 1024
+
+    def candidates(self, event: Mapping[str, Any]) -> list[Leaf]:
+        kind, name = event.get("type"), event.get("event")
+        key = (kind if isinstance(kind, str) else None, name if isinstance(name, str) else None)
+        found = self._memo.get(key)
+        if found is None:
+            seen: set[int] = set()
+            found = []
+            kind_s, name_s = key
+            groups = (
+                self._pairs.get((kind_s, name_s), ())
+                if kind_s is not None and name_s is not None
+                else (),
+                self._types.get(kind_s, ()) if kind_s is not None else (),
+                self._events.get(name_s, ()) if name_s is not None else (),
+                self._any,
+            )
+            for group in groups:
+                for leaf in group:
+                    if id(leaf) not in seen:
+                        seen.add(id(leaf))
+                        found.append(leaf)
+            if len(self._memo) < self.MEMO_MAX:
+                self._memo[key] = found
+        return found
+
+
 def apply_event(
-    state: State, leaves: Iterable[Leaf], event: Mapping[str, Any], now_ms: int
+    state: State, leaves: LeafIndex | Iterable[Leaf], event: Mapping[str, Any], now_ms: int
 ) -> bool:
     """Add one stored event (``event["t"]``: its timestamp in epoch ms) to the leaves it
     matches; True if the state changed."""
+    index = leaves if isinstance(leaves, LeafIndex) else LeafIndex(leaves)
     t = int(event["t"])
     changed = False
-    for leaf in leaves:
+    for leaf in index.candidates(event):
         if isinstance(leaf, Aggregate):
             if not leaf.filter.matches(event):
                 continue
@@ -141,10 +205,10 @@ def apply_event(
     return changed
 
 
-def prune(state: State, leaves: Iterable[Leaf], now_ms: int) -> State:
+def prune(state: State, leaves: LeafIndex | Iterable[Leaf], now_ms: int) -> State:
     """The state without what can never count again, and without leaves no segment uses."""
     out: State = {}
-    for leaf in leaves:
+    for leaf in leaves.leaves if isinstance(leaves, LeafIndex) else leaves:
         entry = state.get(leaf.sig)
         if entry is None or leaf.sig in out:
             continue

@@ -195,11 +195,17 @@ def compare(op: str, value: float, arg: float) -> bool:
 MISSING = object()
 
 
+@cache
+def _property_path(name: str) -> tuple[str, ...] | None:
+    return tuple(name[len(PROPERTIES) :].split(".")) if name.startswith(PROPERTIES) else None
+
+
 def field_value(event: Mapping[str, Any], name: str) -> Any:
     """An event's value for a filter field (``MISSING`` if absent or null)."""
-    if name.startswith(PROPERTIES):
+    path = _property_path(name)
+    if path is not None:
         value: Any = event.get("properties")
-        for part in name[len(PROPERTIES) :].split("."):
+        for part in path:
             if not isinstance(value, dict) or part not in value:
                 return MISSING
             value = value[part]
