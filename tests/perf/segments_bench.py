@@ -34,7 +34,7 @@ import orjson
 import psycopg
 
 from footfall.storage import segments as store
-from tests.perf.bench import HOST, _Conn, _percentile, start_collector
+from tests.perf.bench import HOST, CpuMeter, _Conn, _percentile, start_collector
 from tests.support import (
     LOCAL_PG,
     embedded_postgres,
@@ -142,7 +142,14 @@ def _messages(visitor: str, n: int, count: int) -> list[dict[str, Any]]:
 
 
 async def _closed_loop(
-    port: int, key: str, seconds: float, *, per_request: int, path: str, origin: bool
+    port: int,
+    key: str,
+    seconds: float,
+    *,
+    per_request: int,
+    path: str,
+    origin: bool,
+    pid: int | None = None,
 ) -> dict[str, Any]:
     auth = base64.b64encode(f"{key}:".encode()).decode()
     head = (
@@ -175,11 +182,19 @@ async def _closed_loop(
             n += 1
         conn.writer.close()
 
+    meter = CpuMeter(pid)
+    meter.start()
     started = time.monotonic()
     await asyncio.gather(*(client(c) for c in range(CONNECTIONS)))
     elapsed = time.monotonic() - started
+    cpu = meter.stop()
     latencies.sort()
     return {
+        # Collector CPU per event: less sensitive than throughput to a busy machine.
+        "collector_cpu_us_per_event": round(
+            cpu["server_cores"] * elapsed / max(1, accepted) * 1e6, 1
+        ),
+        "other_cores": cpu["other_cores"],
         "requests_s": round(len(latencies) / elapsed, 1),
         "events_s": round(accepted / elapsed, 1),
         "failures": failures,
@@ -279,10 +294,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 for label, (_, key) in (("without", plain), ("with_20", segmented)):
                     batch = asyncio.run(_closed_loop(server.port, key, args.seconds,
                                                      per_request=BATCH, path="/v1/batch",
-                                                     origin=True))  # fmt: skip
+                                                     origin=True, pid=server.proc.pid))  # fmt: skip
                     single = asyncio.run(_closed_loop(server.port, key, args.seconds,
                                                       per_request=1, path="/v1/track",
-                                                      origin=True))  # fmt: skip
+                                                      origin=True, pid=server.proc.pid))  # fmt: skip
                     entry = {"label": label, "batch": batch, "single": single}
                     results["rounds"].append(entry)
                     print(json.dumps(entry), flush=True)
@@ -302,6 +317,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             )
             results["ratio_single_requests"] = round(
                 best["with_20"]["single"]["requests_s"] / best["without"]["single"]["requests_s"],
+                3,
+            )
+            results["cpu_ratio_batch"] = round(
+                best["without"]["batch"]["collector_cpu_us_per_event"]
+                / best["with_20"]["batch"]["collector_cpu_us_per_event"],
+                3,
+            )
+            results["cpu_ratio_single"] = round(
+                best["without"]["single"]["collector_cpu_us_per_event"]
+                / best["with_20"]["single"]["collector_cpu_us_per_event"],
                 3,
             )
             results["sweeper_lag"] = _sweeper_lag(dsn, server.port, args.sweep_persons, plain[1])

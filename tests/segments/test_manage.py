@@ -12,7 +12,7 @@ import pytest
 
 from tests.cli.test_cli import footfall
 from tests.segments.support import page, person_of, send
-from tests.support import Collector, ServerThread, collector_settings, make_site
+from tests.support import Collector, ServerThread, collector_settings, make_site, query
 
 TOKEN = "segments-admin-token-0123456789abcdef"
 RULE = {
@@ -120,3 +120,33 @@ def test_admin_api(admin_server: ServerThread, database: str) -> None:
     deleted = call("DELETE", "/browsers")
     assert deleted.json() == {"key": "browsers", "deleted": True, "memberships_closed": 1}
     assert call("GET").json() == {"segments": []}
+
+
+def test_a_withdrawal_through_the_admin_api_removes_memberships(
+    admin_server: ServerThread, database: str
+) -> None:
+    name = f"api-{uuid.uuid4().hex[:8]}"
+    site_id, key = make_site(database, name=name, allowed_origins=["*"])
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    assert httpx.post(admin_server.base_url + "/admin/segments", params={"site": name},
+                      json=RULE, headers=auth, timeout=60).status_code == 201  # fmt: skip
+    leaving, staying = "v-" + uuid.uuid4().hex, "v-" + uuid.uuid4().hex
+    for visitor in (leaving, staying):
+        answer = send(admin_server.base_url, key, [page(visitor, "/a"), page(visitor, "/b")])
+        assert answer["segments"] == ["browsers"]
+    decision = httpx.post(
+        admin_server.base_url + "/admin/privacy/consent",
+        json={"site": name, "anonymous_id": leaving, "purposes": {"personalization": False}},
+        headers=auth,
+        timeout=60,
+    )
+    assert decision.status_code == 200, decision.text
+    rows = query(
+        database,
+        "SELECT person_id FROM segment_memberships WHERE site_id = %s",
+        (site_id,),
+    )
+    assert rows == [{"person_id": person_of(database, site_id, staying)}]
+    # And the ledger keeps the visitor out from then on.
+    again = send(admin_server.base_url, key, [page(leaving, "/c")])
+    assert again["segments"] == []

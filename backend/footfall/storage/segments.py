@@ -574,17 +574,47 @@ async def forget_persons(
     if not persons:
         return 0
     async with conn.cursor() as cur:
-        await cur.execute(
-            "DELETE FROM segment_memberships WHERE site_id = %s AND person_id = ANY(%s::bigint[])",
-            (site_id, list(persons)),
-        )
+        await cur.execute(FORGET_MEMBERSHIPS, (site_id, list(persons)))
         removed = cur.rowcount
-        await cur.execute(
-            "DELETE FROM segment_state WHERE site_id = %s AND person_id = ANY(%s::bigint[])",
-            (site_id, list(persons)),
-        )
+        await cur.execute(FORGET_STATE, (site_id, list(persons)))
     await on_removed(conn, site_id, persons)
     return removed
+
+
+FORGET_MEMBERSHIPS = (
+    "DELETE FROM segment_memberships WHERE site_id = %s AND person_id = ANY(%s::bigint[])"
+)
+FORGET_STATE = "DELETE FROM segment_state WHERE site_id = %s AND person_id = ANY(%s::bigint[])"
+
+
+def forget_subject(
+    conn: psycopg.Connection[Any],
+    site_id: int,
+    anonymous_ids: Sequence[str],
+    user_ids: Sequence[str],
+) -> list[int]:
+    """A withdrawal recorded outside ingest (admin API, CLI): the persons of these ids
+    (as stored) lose their memberships and window state, in the caller's transaction.
+
+    Returns the persons; pending webhooks of theirs are the outbox's to cancel
+    (``on_persons_removed`` is the async path's seam).
+    """
+    persons = [
+        int(p)
+        for (p,) in conn.execute(
+            RESOLVE_IDS, (site_id, list(anonymous_ids), list(user_ids))
+        ).fetchall()
+    ]
+    if persons:
+        # The person's state row first: the writer and the sweeper hold it while evaluating.
+        conn.execute(
+            "SELECT 1 FROM segment_state WHERE site_id = %s AND person_id = ANY(%s::bigint[])"
+            " ORDER BY person_id FOR UPDATE",
+            (site_id, persons),
+        )
+        conn.execute(FORGET_MEMBERSHIPS, (site_id, persons))
+        conn.execute(FORGET_STATE, (site_id, persons))
+    return persons
 
 
 async def _fold_merged(

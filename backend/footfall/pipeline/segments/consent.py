@@ -43,9 +43,15 @@ def claimed(context: Mapping[str, Any] | None) -> bool | None:
 
 def withdraws(entry: LedgerEntry) -> bool:
     """A ledger entry that ends segment evaluation for its subject."""
-    if PURPOSE in entry.denied:
+    return withdraws_purposes({**dict.fromkeys(entry.granted, True),
+                               **dict.fromkeys(entry.denied, False)})  # fmt: skip
+
+
+def withdraws_purposes(purposes: Mapping[str, bool]) -> bool:
+    """A decision (purpose -> granted) that ends segment evaluation for its subject."""
+    if purposes.get(PURPOSE) is False:
         return True
-    return entry.analytics is False and PURPOSE not in entry.granted
+    return purposes.get("analytics") is False and purposes.get(PURPOSE) is not True
 
 
 def may_evaluate(claim: bool | None, ledger: bool | None) -> bool:
