@@ -56,7 +56,7 @@ from footfall.pipeline.segments.rules import (
     parse_rule,
 )
 from footfall.pipeline.types import EventRow
-from footfall.storage.profiles import load_profiles, persons_of
+from footfall.storage.profiles import persons_of
 
 log = logging.getLogger(__name__)
 
@@ -320,15 +320,35 @@ class Definitions:
 # --- persons, profiles, consent ----------------------------------------------------------
 
 
+# The profile attributes rules may test (rules.PROFILE_ATTRIBUTES), straight from
+# person_profiles: load_profiles also counts the person's sessions by device and part
+# of day (a scan of person_sessions per person), which no rule reads, on every commit.
+RULE_ATTRIBUTES = (
+    "SELECT q.person_id, pe.is_identified, p.sessions, p.engaged_ms, p.events, p.pages,"
+    " p.device_type, p.country, p.utm_source, p.utm_medium, p.utm_campaign, p.last_page_path"
+    " FROM unnest(%s::bigint[]) AS q(person_id)"
+    " JOIN persons pe ON pe.site_id = %s AND pe.id = q.person_id"
+    " JOIN person_profiles p ON p.site_id = pe.site_id AND p.person_id = pe.id"
+)
+_RULE_ATTRIBUTE_NAMES = (
+    "identified", "sessions", "engaged_ms", "events", "pages", "device_type", "country",
+    "utm_source", "utm_medium", "utm_campaign", "last_page_path",
+)  # fmt: skip
+assert set(_RULE_ATTRIBUTE_NAMES) == set(PROFILE_ATTRIBUTES)
+
+
 async def profile_attributes(
     conn: psycopg.AsyncConnection[Any], site_id: int, persons: Sequence[int]
 ) -> dict[int, dict[str, Any]]:
-    """What rules may test of each person's live profile (rules.PROFILE_ATTRIBUTES)."""
-    profiles = await load_profiles(conn, [(site_id, p) for p in persons])
-    return {
-        person: {name: getattr(profile, name) for name in PROFILE_ATTRIBUTES}
-        for (_, person), profile in profiles.items()
-    }
+    """What rules may test of each (canonical) person's live profile."""
+    if not persons:
+        return {}
+    async with conn.cursor() as cur:
+        await cur.execute(RULE_ATTRIBUTES, (list(persons), site_id))
+        return {
+            int(row[0]): dict(zip(_RULE_ATTRIBUTE_NAMES, row[1:], strict=True))
+            for row in await cur.fetchall()
+        }
 
 
 # The latest ledger decision naming personalization, per anonymous id and user id.
