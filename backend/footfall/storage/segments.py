@@ -387,7 +387,7 @@ async def _ledger_decisions(
 
 RESOLVE_IDS = (
     "SELECT DISTINCT COALESCE(p.merged_into, p.id) FROM identities i"
-    " JOIN persons p ON p.id = i.person_id"
+    " JOIN persons p ON p.site_id = i.site_id AND p.id = i.person_id"
     " WHERE i.site_id = %s AND ((i.kind = 'anonymous' AND i.value = ANY(%s::text[]))"
     "  OR (i.kind = 'user' AND i.value = ANY(%s::text[])))"
 )
@@ -475,7 +475,7 @@ WRITE = (
 )
 MERGED_AWAY = (
     "SELECT s.site_id, s.person_id, p.merged_into FROM segment_state s"
-    " JOIN persons p ON p.id = s.person_id"
+    " JOIN persons p ON p.site_id = s.site_id AND p.id = s.person_id"
     " WHERE p.merged_into = ANY(%s::bigint[]) AND s.site_id = ANY(%s::int[])"
 )
 
@@ -864,7 +864,7 @@ class Sweeper:
 
 EXPOSED_FOR_ANONYMOUS = (
     "SELECT DISTINCT m.segment_key FROM identities i"
-    " JOIN persons p ON p.id = i.person_id"
+    " JOIN persons p ON p.site_id = i.site_id AND p.id = i.person_id"
     " JOIN segment_memberships m ON m.site_id = i.site_id"
     "  AND m.person_id = COALESCE(p.merged_into, p.id) AND m.exited_at IS NULL"
     " JOIN segment_definitions d ON d.site_id = m.site_id AND d.key = m.segment_key"
