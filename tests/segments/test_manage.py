@@ -150,3 +150,35 @@ def test_a_withdrawal_through_the_admin_api_removes_memberships(
     # And the ledger keeps the visitor out from then on.
     again = send(admin_server.base_url, key, [page(leaving, "/c")])
     assert again["segments"] == []
+
+
+def test_hostile_admin_input_is_a_4xx(admin_server: ServerThread, database: str) -> None:
+    name = f"api-{uuid.uuid4().hex[:8]}"
+    make_site(database, name=name)
+    base = admin_server.base_url + "/admin/segments"
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    deep: dict = {"key": "deep", "when": {}}
+    node = deep["when"]
+    for _ in range(500):
+        node["not"] = {}
+        node = node["not"]
+    cases = [
+        httpx.post(base, params={"site": name}, json=deep, headers=auth, timeout=60),
+        httpx.post(base, params={"site": name}, json=[1, 2], headers=auth, timeout=60),
+        httpx.post(base, params={"site": name}, content=b"{", headers=auth, timeout=60),
+        httpx.post(base + "/test", params={"site": name, "person": 2**70}, json=RULE,
+                   headers=auth, timeout=60),
+        httpx.get(base + "/Bad%00Key", params={"site": name}, headers=auth, timeout=60),
+        httpx.get(base, params={"site": "a\x00b"}, headers=auth, timeout=60),
+    ]  # fmt: skip
+    assert [c.status_code // 100 for c in cases] == [4] * len(cases), [c.text for c in cases]
+    assert cases[0].status_code == 422
+
+
+def test_hostile_visitor_ids_are_a_4xx(collector: Collector) -> None:
+    answer = httpx.get(
+        collector.base_url + "/v1/segments",
+        params={"writeKey": collector.write_key, "anonymousId": "a\x00b"},
+        timeout=30,
+    )
+    assert answer.status_code == 400

@@ -11,11 +11,12 @@ $FOOTFALL_ADMIN_TOKEN``) call the same storage functions as ``footfall segments`
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
 import psycopg
 from fastapi import APIRouter, Depends, Query
+from fastapi import Path as PathParam
 from psycopg_pool import PoolTimeout
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -74,14 +75,14 @@ async def response_segments(
             anonymous_id = subject_ids(message)[0]
             if anonymous_id is not None:
                 break
-    if anonymous_id is None or len(anonymous_id) > MAX_ANONYMOUS_ID:
+    if anonymous_id is None or len(anonymous_id) > MAX_ANONYMOUS_ID or "\x00" in anonymous_id:
         return None
     try:
         return await store.exposed_segments(
             state.pool, state.segments.definitions, site.id, _stored_ids(state, anonymous_id)
         )
-    except (psycopg.OperationalError, PoolTimeout, OSError):
-        return None  # the events are committed; the list is a courtesy, not worth a 503
+    except (psycopg.Error, PoolTimeout, OSError):
+        return None  # the events are committed; the list is a courtesy, not worth an error
 
 
 @router.get("/v1/segments")
@@ -99,6 +100,8 @@ async def visitor_segments(
     state.rate_limiter.check(site, ip, 1)
     if not anonymousId:
         raise BadRequest("anonymousId is required")
+    if "\x00" in anonymousId:
+        raise BadRequest("anonymousId must not contain NUL characters")
     if state.segments is None:
         found: list[str] | None = None
     else:
@@ -119,6 +122,10 @@ async def visitor_segments(
 
 
 # --- admin -------------------------------------------------------------------------------
+
+# Bounded, NUL-free parameters: PostgreSQL text cannot hold NUL, and keys have a pattern.
+Site_ = Annotated[str, Query(min_length=1, max_length=200, pattern=r"^[^\x00]+$")]
+Key = Annotated[str, PathParam(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 
 admin_router = APIRouter(
     prefix="/admin/segments", tags=["segments"], dependencies=[Depends(require_admin)]
@@ -166,13 +173,13 @@ async def _document(request: Request) -> Any:
 
 
 @admin_router.get("")
-async def list_(request: Request, site: str) -> Response:
+async def list_(request: Request, site: Site_) -> Response:
     """Active segments of a site with their member counts."""
     return _answer(await _run(request, site, lambda c, s: {"segments": store.list_segments(c, s)}))
 
 
 @admin_router.post("")
-async def create(request: Request, site: str) -> Response:
+async def create(request: Request, site: Site_) -> Response:
     """Create a segment from a rule document (docs/segments.md); 422 names the JSON pointer."""
     document = await _document(request)
     return _answer(
@@ -183,9 +190,9 @@ async def create(request: Request, site: str) -> Response:
 @admin_router.post("/test")
 async def test(
     request: Request,
-    site: str,
+    site: Site_,
     days: int = Query(default=1, ge=1, le=MAX_TEST_DAYS),
-    person: int | None = None,
+    person: int | None = Query(default=None, ge=1, le=2**63 - 1),
 ) -> Response:
     """Dry run: who the rule would match now, computed from stored events (nothing saved)."""
     document = await _document(request)
@@ -200,13 +207,13 @@ async def test(
 
 
 @admin_router.get("/{key}")
-async def show(request: Request, site: str, key: str) -> Response:
+async def show(request: Request, site: Site_, key: Key) -> Response:
     """One segment: its rule, versions and member count."""
     return _answer(await _run(request, site, lambda c, s: store.show_segment(c, s, key)))
 
 
 @admin_router.put("/{key}")
-async def update(request: Request, site: str, key: str) -> Response:
+async def update(request: Request, site: Site_, key: Key) -> Response:
     """A new version of a segment (the document's key must be the path's)."""
     document = await _document(request)
     if not isinstance(document, dict) or document.get("key") != key:
@@ -215,6 +222,6 @@ async def update(request: Request, site: str, key: str) -> Response:
 
 
 @admin_router.delete("/{key}")
-async def delete(request: Request, site: str, key: str) -> Response:
+async def delete(request: Request, site: Site_, key: Key) -> Response:
     """Retire a segment; its open memberships are closed."""
     return _answer(await _run(request, site, lambda c, s: store.delete_segment(c, s, key)))

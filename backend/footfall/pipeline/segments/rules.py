@@ -29,6 +29,7 @@ MAX_WINDOW_S = 90 * 86400
 MAX_LEAVES = 20
 MAX_DEPTH = 8
 MAX_RULE_BYTES = 16 * 1024
+MAX_DOCUMENT_DEPTH = 40  # JSON levels; 8 condition levels take about 30
 
 # Event fields a filter may name besides ``properties.<path>`` (events columns).
 EVENT_FIELDS = frozenset(
@@ -538,6 +539,21 @@ def _condition_kind(node: Any) -> str | None:
     return None
 
 
+def _depth(document: Any) -> int:
+    """Nesting depth, without recursion (a hostile document may be 1000 levels deep)."""
+    deepest, stack = 0, [(document, 1)]
+    while stack:
+        node, level = stack.pop()
+        deepest = max(deepest, level)
+        if deepest > MAX_DOCUMENT_DEPTH:
+            break
+        if isinstance(node, dict):
+            stack.extend((v, level + 1) for v in node.values())
+        elif isinstance(node, list):
+            stack.extend((v, level + 1) for v in node)
+    return deepest
+
+
 def check_rule(document: Any) -> None:
     """Raise :class:`RuleError` if the document is not a usable rule."""
     parse_rule(document, 1)
@@ -545,6 +561,8 @@ def check_rule(document: Any) -> None:
 
 def parse_rule(document: Any, version: int) -> Segment:
     """Validate and compile a rule document (see the module docstring)."""
+    if _depth(document) > MAX_DOCUMENT_DEPTH:
+        raise RuleError([{"pointer": "", "message": f"nested deeper than {MAX_DOCUMENT_DEPTH}"}])
     size = len(json.dumps(document, default=str))
     if size > MAX_RULE_BYTES:
         raise RuleError([{"pointer": "", "message": f"rule over {MAX_RULE_BYTES} bytes"}])
