@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import httpx
@@ -160,3 +161,32 @@ def test_the_server_side_profile_lists_every_segment(shop: Collector) -> None:
     )
     assert answer.status_code == 200, answer.text
     assert answer.json()["segments"] == ["anyone"]
+
+
+def test_entries_and_exits_are_queued_for_the_segments_webhooks(shop: Collector) -> None:
+    define(
+        shop.dsn,
+        shop.site_id,
+        {"key": "looked", "webhooks": ["crm"],
+         "when": {"count": {"type": "page"}, "within": 2, "gte": 1}},
+    )  # fmt: skip
+    visitor = "v-" + uuid.uuid4().hex
+    send(shop.base_url, shop.write_key, [page(visitor, "/a")])
+    send(shop.base_url, shop.write_key, [page(visitor, "/b")])  # still a member: no new entry
+    person = person_of(shop.dsn, shop.site_id, visitor)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        rows = shop.query(
+            "SELECT endpoint, event_type, message_id, data FROM webhook_outbox"
+            " WHERE site_id = %s ORDER BY id",
+            (shop.site_id,),
+        )
+        if len(rows) == 2:
+            break
+        time.sleep(0.2)
+    assert [(r["endpoint"], r["event_type"]) for r in rows] == [
+        ("crm", "segment.entered"),
+        ("crm", "segment.exited"),
+    ]
+    assert rows[0]["data"]["person_id"] == person and rows[0]["data"]["segment"] == "looked"
+    assert rows[0]["message_id"].endswith("_entered") and rows[1]["message_id"].endswith("_exited")

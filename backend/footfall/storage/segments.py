@@ -56,6 +56,7 @@ from footfall.pipeline.segments.rules import (
     parse_rule,
 )
 from footfall.pipeline.types import EventRow
+from footfall.storage import webhooks
 from footfall.storage.profiles import persons_of
 
 log = logging.getLogger(__name__)
@@ -419,9 +420,9 @@ class MembershipChange:
         return f"seg_{self.site_id}_{self.membership_id}_{self.kind}"
 
 
-# The seams to webhooks (issue 10, part 5): called in the same transaction as the
-# change. ``on_membership_changes`` gets every entry and exit; ``on_persons_removed``
-# the persons whose memberships consent withdrawal or erasure removed.
+# The link to webhooks (issue 10, part 5), called in the same transaction as the change:
+# ``on_membership_changes`` gets every entry and exit; ``on_persons_removed`` the persons
+# whose memberships a consent withdrawal removed. Tests may pass their own.
 ChangesHook = Callable[[psycopg.AsyncConnection[Any], Sequence[MembershipChange]], Awaitable[None]]
 RemovedHook = Callable[[psycopg.AsyncConnection[Any], int, Sequence[int]], Awaitable[None]]
 
@@ -429,18 +430,34 @@ RemovedHook = Callable[[psycopg.AsyncConnection[Any], int, Sequence[int]], Await
 async def on_membership_changes(
     conn: psycopg.AsyncConnection[Any], changes: Sequence[MembershipChange]
 ) -> None:
-    """Seam for the webhook outbox: enqueue ``segment.entered`` / ``segment.exited``.
-
-    Not wired yet (storage/webhooks.py is issue 10 part 5): the lead connects it
-    to ``webhooks.enqueue(conn, site_id, change.webhooks, change.event_type,
-    data, change.message_id)``.
-    """
+    """Enqueue ``segment.entered`` / ``segment.exited`` for the segments' endpoints
+    (storage/webhooks.py's outbox), in the transaction of the change."""
+    messages = [
+        webhooks.Message(
+            change.site_id,
+            change.webhooks,
+            change.event_type,
+            {
+                "segment": change.segment_key,
+                "version": change.version,
+                "person_id": change.person_id,
+                f"{change.kind}_at": change.at.isoformat(),
+            },
+            change.message_id,
+        )
+        for change in changes
+        if change.webhooks
+    ]
+    if messages:
+        await webhooks.enqueue_many(conn, messages)
 
 
 async def on_persons_removed(
     conn: psycopg.AsyncConnection[Any], site_id: int, persons: Sequence[int]
 ) -> None:
-    """Seam for the webhook outbox: ``webhooks.cancel_for_person`` for each person."""
+    """Consent withdrawn: the persons' pending segment webhooks are cancelled."""
+    for person in persons:
+        await webhooks.cancel_for_person(conn, site_id, person)
 
 
 # A person's open memberships as [[key, version, id], ...], read with their state row.
@@ -616,8 +633,8 @@ def forget_subject(
     """A withdrawal recorded outside ingest (admin API, CLI): the persons of these ids
     (as stored) lose their memberships and window state, in the caller's transaction.
 
-    Returns the persons; pending webhooks of theirs are the outbox's to cancel
-    (``on_persons_removed`` is the async path's seam).
+    Returns the persons. Their pending webhooks are not cancelled here (the outbox's
+    cancel_for_person is async; this path is synchronous).
     """
     persons = [
         int(p)
