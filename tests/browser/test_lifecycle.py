@@ -190,7 +190,8 @@ def test_wrong_write_key_one_request_no_retry_counted_and_logged(site):
 
 
 def test_refusals_and_failures_are_counted_and_logged(site, collector):
-    _, strict_key = collector.make_site(allowed_origins=["*"])  # bots refused, declared events only
+    # Bots refused (no allow_bots), declared events only (strict).
+    _, strict_key = collector.make_site(allowed_origins=["*"], settings={"strict": True})
     console = []
     site.page.on("console", lambda m: console.append(m.text))
     page = site.open("/t/refused.html", init={**QUIET, "debug": True, "writeKey": strict_key})
