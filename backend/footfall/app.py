@@ -110,9 +110,13 @@ def prepare_database(settings: Settings, dsn: str) -> str | None:
         return ensure_demo_site(conn)
 
 
-def create_worker_app() -> FastAPI:
-    """The app of a ``footfall serve`` worker: the parent already ran :func:`prepare_database`."""
-    return create_app(Settings(), migrate_on_start=False)
+def create_worker_app(settings: Settings) -> FastAPI:
+    """The app of a ``footfall serve`` worker: the parent already ran :func:`prepare_database`.
+
+    ``settings`` are the parent's, with the database URL it resolved (so a worker
+    never starts an embedded server of its own) and the demo decided.
+    """
+    return create_app(settings, migrate_on_start=False)
 
 
 def create_app(settings: Settings | None = None, *, migrate_on_start: bool = True) -> FastAPI:

@@ -17,16 +17,14 @@ from tests.support import ServerThread, collector_settings, query, scratch_datab
 OLDER = "20261201_1010"
 
 
-def test_a_worker_app_does_not_migrate(admin_dsn: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_worker_app_does_not_migrate(admin_dsn: str) -> None:
+    from footfall.app import create_worker_app
+
     with scratch_database(admin_dsn) as dsn:
         command.downgrade(migrate.alembic_config(dsn), OLDER)
-        monkeypatch.setenv("DATABASE_URL", dsn)
-        monkeypatch.setenv("FOOTFALL_ENV", "test")
-        monkeypatch.setenv("FOOTFALL_DEMO", "false")
-        from footfall.app import create_worker_app
-
-        server = ServerThread(collector_settings(dsn, demo=False))
-        server.app = create_worker_app()  # what `footfall serve` hands uvicorn
+        settings = collector_settings(dsn, demo=False)
+        server = ServerThread(settings)
+        server.app = create_worker_app(settings)  # what `footfall serve` hands uvicorn
         server.server.config.app = server.app
         server.start()
         try:
@@ -35,6 +33,32 @@ def test_a_worker_app_does_not_migrate(admin_dsn: str, monkeypatch: pytest.Monke
             assert migrate.current_revision(dsn) == OLDER
         finally:
             server.stop()
+
+
+def test_serve_hands_workers_their_settings_in_the_config_not_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The factory uvicorn pickles to each worker carries the resolved URL and the demo."""
+    import pickle
+
+    from footfall.api import server
+
+    captured = {}
+
+    class Captured(Exception):
+        pass
+
+    def fake_server(config: object) -> None:
+        captured["config"] = config
+        raise Captured
+
+    monkeypatch.setattr(server.uvicorn, "Server", fake_server)
+    settings = collector_settings("postgresql://h/db", demo=True)
+    with pytest.raises(Captured):
+        server.run(settings, host="127.0.0.1", port=0, workers=2)
+    factory = pickle.loads(pickle.dumps(captured["config"].app))  # as spawn sends it
+    assert factory.args[0].database_url == "postgresql://h/db"
+    assert factory.args[0].demo_enabled is True
 
 
 def test_prepare_database_migrates_and_creates_the_demo_site_once(admin_dsn: str) -> None:

@@ -21,6 +21,7 @@ The same configuration is used by the tests' in-process server.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import sys
 from dataclasses import dataclass
@@ -215,11 +216,17 @@ def server_config(app: Any, settings: Settings, **kwargs: Any) -> ServerConfig:
 
 
 def run(settings: Settings, **kwargs: Any) -> None:
-    """Serve ``footfall.app:create_worker_app`` as uvicorn.run would, with :func:`server_config`.
+    """Serve ``app.create_worker_app(settings)`` as uvicorn.run would, with :func:`server_config`.
 
-    The caller ran ``app.prepare_database`` first: workers never migrate.
+    The caller ran ``app.prepare_database`` first (workers never migrate) and
+    passes ``settings`` with the database URL it resolved: the factory and its
+    arguments reach every worker in the pickled config, so nothing goes through
+    the environment, and workers never start (or hold) the embedded PostgreSQL.
     """
-    config = server_config("footfall.app:create_worker_app", settings, factory=True, **kwargs)
+    from footfall.app import create_worker_app
+
+    app = functools.partial(create_worker_app, settings)
+    config = server_config(app, settings, factory=True, **kwargs)
     server = uvicorn.Server(config)
     try:
         if config.workers > 1:

@@ -45,8 +45,14 @@ def cmd_serve(args: argparse.Namespace) -> None:
     port = args.port or settings.port
     workers = args.workers or settings.workers
     # Once, here, before any worker starts: workers skip it (app.create_worker_app).
-    # With the embedded database, each worker joins the server this process started.
-    demo_key = prepare_database(settings, _dsn(settings))
+    dsn = _dsn(settings)
+    demo_key = prepare_database(settings, dsn)
+    # Workers get these settings (in uvicorn's pickled config, not the environment):
+    # the resolved URL, so they use this process's embedded server, and the demo as
+    # decided here (with a URL set, the default would turn it off).
+    worker_settings = settings.model_copy(
+        update={"database_url": dsn, "demo": settings.demo_enabled}
+    )
     if demo_key:
         base = f"http://{host}:{port}"
         print(
@@ -68,7 +74,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
     # directory that /metrics adds up (set before the workers are spawned).
     with metrics_dir(workers > 1):
         server.run(
-            settings,
+            worker_settings,
             host=host,
             port=port,
             workers=workers,

@@ -14,11 +14,12 @@ log = logging.getLogger(__name__)
 
 
 def start_embedded(data_dir: Path) -> str:
-    """Start (or join) a PostgreSQL 16 from the ``pgserver`` package in ``data_dir``.
+    """Start (or reuse) a PostgreSQL 16 from the ``pgserver`` package in ``data_dir``.
 
-    pgserver keeps one handle per process and a list of the processes using the
-    server (so ``footfall serve``'s workers join the server their parent started);
-    the last process to exit stops it.
+    pgserver itself keeps one handle per process and data directory (no cache
+    here) and stops the server when the process that started it exits.
+    ``footfall serve`` starts it in its own process and hands the URL to its
+    workers, which never start one.
     """
     import pgserver
 
