@@ -88,6 +88,9 @@ class Receiver:
         class Server(ThreadingHTTPServer):
             request_queue_size = 256  # many dispatchers connect at once
 
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                pass  # a dispatcher stopped with a keep-alive connection open: not news
+
         self.server = Server(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks"

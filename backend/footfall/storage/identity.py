@@ -250,3 +250,21 @@ async def identity_step(conn: psycopg.AsyncConnection[Any], rows: Sequence[Event
             await cur.execute(
                 CREATE_SINGLES, (*_columns(missing), [plan.singles[k] for k in missing])
             )
+
+
+async def ids_of_persons(
+    conn: psycopg.AsyncConnection[Any], site_id: int, persons: Sequence[int]
+) -> dict[int, tuple[list[str], list[str]]]:
+    """(user ids, anonymous ids) of each person as stored (user ids hashed), including
+    the ids of persons merged into it; sorted, so a payload built from them is stable."""
+    cursor = await conn.execute(
+        "SELECT COALESCE(p.merged_into, p.id), i.kind, i.value FROM identities i"
+        " JOIN persons p ON p.site_id = i.site_id AND p.id = i.person_id"
+        " WHERE i.site_id = %s AND COALESCE(p.merged_into, p.id) = ANY(%s::bigint[])"
+        " ORDER BY 1, 2, 3",
+        (site_id, list(persons)),
+    )
+    out: dict[int, tuple[list[str], list[str]]] = {p: ([], []) for p in persons}
+    for person, kind, value in await cursor.fetchall():
+        out[person][0 if kind == "user" else 1].append(value)
+    return out

@@ -56,7 +56,8 @@ from footfall.pipeline.segments.rules import (
     parse_rule,
 )
 from footfall.pipeline.types import EventRow
-from footfall.storage import webhooks
+from footfall.storage import webhooks as outbox
+from footfall.storage.identity import ids_of_persons
 from footfall.storage.profiles import persons_of
 
 log = logging.getLogger(__name__)
@@ -427,37 +428,52 @@ ChangesHook = Callable[[psycopg.AsyncConnection[Any], Sequence[MembershipChange]
 RemovedHook = Callable[[psycopg.AsyncConnection[Any], int, Sequence[int]], Awaitable[None]]
 
 
+# At most this many ids of one person go into a webhook (a payload stays small).
+WEBHOOK_MAX_IDS = 20
+
+
 async def on_membership_changes(
     conn: psycopg.AsyncConnection[Any], changes: Sequence[MembershipChange]
 ) -> None:
-    """Enqueue ``segment.entered`` / ``segment.exited`` for the segments' endpoints
-    (storage/webhooks.py's outbox), in the transaction of the change."""
-    messages = [
-        webhooks.Message(
-            change.site_id,
-            change.webhooks,
-            change.event_type,
-            {
-                "segment": change.segment_key,
-                "version": change.version,
-                "person_id": change.person_id,
-                f"{change.kind}_at": change.at.isoformat(),
-            },
-            change.message_id,
+    """Enqueue each change's ``segment.entered`` / ``segment.exited`` webhook for the
+    segment's endpoints, in the same transaction (storage/webhooks.py, docs/webhooks.md).
+
+    Pseudonymous data only: the person id, the ids as stored (user ids are keyed
+    hashes), the segment key and version, and when.
+    """
+    told = [c for c in changes if c.webhooks]
+    if not told:
+        return
+    ids: dict[tuple[int, int], tuple[list[str], list[str]]] = {}
+    for site_id in sorted({c.site_id for c in told}):
+        persons = sorted({c.person_id for c in told if c.site_id == site_id})
+        for person, found in (await ids_of_persons(conn, site_id, persons)).items():
+            ids[(site_id, person)] = found
+    messages = []
+    for change in told:
+        user_ids, anonymous_ids = ids.get((change.site_id, change.person_id), ([], []))
+        data = {
+            "segment": change.segment_key,
+            "version": change.version,
+            "person_id": change.person_id,
+            f"{change.kind}_at": change.at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+            "user_ids": user_ids[:WEBHOOK_MAX_IDS],
+            "anonymous_ids": anonymous_ids[:WEBHOOK_MAX_IDS],
+        }
+        messages.append(
+            outbox.Message(
+                change.site_id, change.webhooks, change.event_type, data, change.message_id
+            )
         )
-        for change in changes
-        if change.webhooks
-    ]
-    if messages:
-        await webhooks.enqueue_many(conn, messages)
+    await outbox.enqueue_many(conn, messages)
 
 
 async def on_persons_removed(
     conn: psycopg.AsyncConnection[Any], site_id: int, persons: Sequence[int]
 ) -> None:
-    """Consent withdrawn: the persons' pending segment webhooks are cancelled."""
+    """The persons' pending webhooks are cancelled (consent withdrawn), same transaction."""
     for person in persons:
-        await webhooks.cancel_for_person(conn, site_id, person)
+        await outbox.cancel_for_person(conn, site_id, person)
 
 
 # A person's open memberships as [[key, version, id], ...], read with their state row.
