@@ -108,14 +108,13 @@ def run(dsn: str, *, count: int, rate: float, burst: int, log_dir: Path) -> dict
                 time.sleep(1.0)  # every dispatcher listening
                 prefix = f"steady{dispatchers}"
                 committed = asyncio.run(_enqueue_paced(dsn, site_id, prefix, count, rate))
-                receiver.wait_for(lambda got, c=committed: c.keys() <= {r.id for r in got}, 60)
-                arrivals = {r.id: r.at for r in receiver.received if r.id in committed}
-                latencies = [arrivals[i] - committed[i] for i in committed]
+                receiver.wait_ids(committed, 60)
+                latencies = [receiver.first_arrival[i] - committed[i] for i in committed]
                 results[f"steady_{dispatchers}_dispatchers"] = _figures(latencies)
 
                 ids, at = asyncio.run(_enqueue_burst(dsn, site_id, f"burst{dispatchers}", burst))
-                receiver.wait_for(lambda got, s=set(ids): s <= {r.id for r in got}, 120)
-                last = max(r.at for r in receiver.received if r.id in set(ids))
+                receiver.wait_ids(ids, 120)
+                last = max(receiver.first_arrival[i] for i in ids)
                 results[f"burst_{dispatchers}_dispatchers"] = {
                     "messages": burst,
                     "last_arrival_s": round(last - at, 3),

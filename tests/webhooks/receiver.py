@@ -7,7 +7,7 @@ import json
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -45,6 +45,7 @@ class Receiver:
         self.verifier = Webhook(secret)
         self.plan: Plan = plan or (lambda _id, _n, _path: Reply())
         self.received: list[Received] = []
+        self.first_arrival: dict[str, float] = {}  # webhook id -> time.time() of its first
         self.lock = threading.Lock()
         self.arrived = threading.Condition(self.lock)
         receiver = self
@@ -68,6 +69,7 @@ class Receiver:
                     receiver.received.append(
                         Received(msg_id, self.path, arrived_at, headers, body, verified, payload)
                     )
+                    receiver.first_arrival.setdefault(msg_id, arrived_at)
                     receiver.arrived.notify_all()
                 reply = receiver.plan(msg_id, seen, self.path)
                 if reply.delay_s:
@@ -111,6 +113,21 @@ class Receiver:
     def of(self, msg_id: str) -> list[Received]:
         with self.lock:
             return [r for r in self.received if r.id == msg_id]
+
+    def wait_ids(self, ids: Iterable[str], timeout: float = 60.0) -> None:
+        """Until every id arrived; polls without holding the lock long (for benchmarks,
+        where a check on every arrival would slow the handlers down)."""
+        wanted = set(ids)
+        deadline = time.monotonic() + timeout
+        while True:
+            with self.lock:
+                missing = [i for i in wanted if i not in self.first_arrival]
+            if not missing:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"receiver: {len(missing)} ids never arrived")
+            wanted = set(missing)
+            time.sleep(0.02)
 
     def wait_for(self, check: Callable[[list[Received]], bool], timeout: float = 20.0) -> None:
         """Until ``check(received)`` holds; AssertionError with what arrived if it never does."""

@@ -227,11 +227,12 @@ WHERE status = 'pending' AND next_attempt_at <= now() AND attempts >= %s
 # locking statement names one site_id: a single-shard (router) query under Citus,
 # which supports FOR UPDATE only there.
 _DUE_SITES = """
-SELECT DISTINCT o.site_id
+SELECT o.site_id
 FROM webhook_outbox o
 JOIN webhook_endpoints e ON e.site_id = o.site_id AND e.name = o.endpoint AND e.enabled
 WHERE o.status = 'pending' AND o.next_attempt_at <= now() AND o.attempts < %(max)s
-LIMIT 1000
+ORDER BY o.next_attempt_at
+LIMIT 500
 """
 
 _CLAIM = """
@@ -274,29 +275,34 @@ async def claim_due(
     pairs this dispatcher cannot sign for, left to the others.
     """
     rows: list[dict[str, Any]] = []
-    async with conn.transaction():
-        await conn.execute(_EXPIRED_LAST_CLAIMS, (max_attempts,))
-        async with conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(_DUE_SITES, {"max": max_attempts})
-            sites = [row["site_id"] for row in await cur.fetchall()]
-            (rng or random).shuffle(sites)
-            for site_id in sites:
-                params = {
-                    "site": site_id,
-                    "max": max_attempts,
-                    "limit": limit - len(rows),
-                    "lease": lease_s,
-                    "claim": claim,
-                    "skip": [name for site, name in skip if site == site_id],
-                }
-                await cur.execute(_CLAIM, params)
-                rows += await cur.fetchall()
-                if len(rows) >= limit:
-                    break
+    async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(_DUE_SITES, {"max": max_attempts})
+        sites = list(dict.fromkeys(row["site_id"] for row in await cur.fetchall()))
+        (rng or random).shuffle(sites)
+        for site_id in sites:
+            params = {
+                "site": site_id,
+                "max": max_attempts,
+                "limit": limit - len(rows),
+                "lease": lease_s,
+                "claim": claim,
+                "skip": [name for site, name in skip if site == site_id],
+            }
+            await cur.execute(_CLAIM, params)
+            rows += await cur.fetchall()
+            if len(rows) >= limit:
+                break
     return [
         Claimed(**{**row, "secret_sealed": bytes(row["secret_sealed"])})
         for row in sorted(rows, key=lambda r: (r["site_id"], r["id"]))
     ]
+
+
+async def expire_last_claims(conn: AsyncConn, max_attempts: int) -> int:
+    """Dead-letter rows whose last allowed attempt never recorded an answer."""
+    async with conn.transaction():
+        cursor = await conn.execute(_EXPIRED_LAST_CLAIMS, (max_attempts,))
+    return cursor.rowcount
 
 
 async def record_delivered(conn: AsyncConn, item: Claimed, status: int) -> float | None:

@@ -130,6 +130,7 @@ class Dispatcher:
             limits=httpx.Limits(max_connections=config.concurrency),
         )
         self._last_prune = 0.0
+        self._last_expiry = 0.0
         # Endpoints whose secret this process cannot open (its PII keys differ from
         # the sealer's): left to other dispatchers for a while, (site, name) -> until.
         self._unsignable: dict[tuple[int, str], float] = {}
@@ -187,10 +188,10 @@ class Dispatcher:
                 )
                 next_due = (
                     None
-                    if len(claimed) == free
+                    if claimed
                     else await outbox.seconds_to_next_due(conn, self._config.policy.max_attempts)
                 )
-                await self._maybe_prune(conn)
+                await self._housekeeping(conn)
         except _DB_ERRORS as exc:
             log.warning("webhooks: database unavailable (%s); retrying", type(exc).__name__)
             return min(self._config.poll_s, 2.0)
@@ -202,8 +203,8 @@ class Dispatcher:
             task = asyncio.create_task(self._deliver(item))
             self._inflight.add(task)
             task.add_done_callback(self._finished)
-        if len(claimed) == free:
-            return 0.0
+        if claimed:
+            return 0.0  # more may be due: claim again (a cheap no-op if not)
         if next_due is None:
             return self._config.poll_s
         if next_due < 0.05 and self._unsignable:
@@ -227,8 +228,13 @@ class Dispatcher:
             await asyncio.sleep(delay)  # polling covers the gap
             delay = min(delay * 2, 30.0)
 
-    async def _maybe_prune(self, conn: outbox.AsyncConn) -> None:
-        if self._config.retention_days <= 0 or time.monotonic() - self._last_prune < 3600:
+    async def _housekeeping(self, conn: outbox.AsyncConn) -> None:
+        """Now and then, off the per-message path: expired last claims, old rows."""
+        now = time.monotonic()
+        if now - self._last_expiry >= min(self._config.lease_s, 10.0):
+            self._last_expiry = now
+            await outbox.expire_last_claims(conn, self._config.policy.max_attempts)
+        if self._config.retention_days <= 0 or now - self._last_prune < 3600:
             return
         self._last_prune = time.monotonic()
         deleted = 0
