@@ -111,3 +111,79 @@ def test_outbox_survives_a_collector_killed_mid_request(
     assert receiver.counts() == {i: 2 for i in ids}  # at least once: the lost attempt, then one
     assert all(r.verified for r in receiver.received)
     assert {r["attempts"] for r in outbox(hooks_db, site).values()} == {2}
+
+
+def test_three_collectors_with_retries_send_one_webhook_per_entry(
+    hooks_db: str, tmp_path: Path
+) -> None:
+    """Segments end to end on three collectors: every batch sent to two or three of
+    them (a client retrying through a load balancer); one membership and one signed
+    segment.entered per visitor."""
+    import uuid
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    from tests.segments.support import define, page
+    from tests.support import make_site, query
+
+    site_id, key = make_site(hooks_db, allowed_origins=["*"])
+    secret = generate_secret()
+    rng = random.Random(3)
+    with Receiver(secret) as receiver:
+        add_endpoint(hooks_db, site_id, "crm", receiver.url, secret)
+        define(
+            hooks_db,
+            site_id,
+            {
+                "key": "two-pages",
+                "webhooks": ["crm"],
+                "when": {"count": {"type": "page"}, "within": "1h", "gte": 2},
+            },
+        )
+        collectors = [serve(hooks_db, tmp_path) for _ in range(3)]
+        try:
+            visitors = [f"v-{n}-{uuid.uuid4().hex[:6]}" for n in range(20)]
+            batches = [[page(v, "/a")] for v in visitors] + [[page(v, "/b")] for v in visitors]
+
+            def send(base_url: str, batch: list[dict]) -> None:
+                for _ in range(5):
+                    try:
+                        response = httpx.post(
+                            base_url + "/v1/batch",
+                            json={"batch": batch},
+                            auth=(key, ""),
+                            timeout=30,
+                        )
+                        if response.status_code == 200:
+                            return
+                    except httpx.TransportError:
+                        pass
+                    time.sleep(0.2)
+                raise AssertionError("never answered 200")
+
+            with ThreadPoolExecutor(max_workers=8) as pool:
+                futures = [
+                    pool.submit(send, served.base_url, batch)
+                    for batch in batches
+                    for served in rng.sample(collectors, rng.choice([2, 3]))
+                ]
+                for future in futures:
+                    future.result()
+            receiver.wait_for(lambda got: len({r.id for r in got}) >= len(visitors), 60)
+            wait_until(
+                lambda: all(r["status"] == "delivered" for r in outbox(hooks_db, site_id).values()),
+                timeout=30,
+                what="all delivered",
+            )
+            time.sleep(1)  # a duplicate, if any, would come now
+        finally:
+            for served in collectors:
+                served.terminate()
+    memberships = query(
+        hooks_db, "SELECT count(*) AS n FROM segment_memberships WHERE site_id = %s", (site_id,)
+    )[0]["n"]
+    assert memberships == len(visitors)
+    assert len(receiver.received) == len(visitors)  # one webhook per entry
+    assert all(r.verified and r.payload["type"] == "segment.entered" for r in receiver.received)
+    assert {r.payload["data"]["anonymous_ids"][0] for r in receiver.received} == set(visitors)
