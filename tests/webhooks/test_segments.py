@@ -101,3 +101,34 @@ def test_withdrawing_consent_cancels_pending_webhooks(collector: Collector) -> N
     send(collector.base_url, collector.write_key, [withdrawal])
     (row,) = outbox(collector.dsn, collector.site_id).values()
     assert row["status"] == "cancelled" and row["data"] == {}
+
+
+def test_erasure_deletes_the_persons_webhooks(collector: Collector) -> None:
+    import psycopg
+
+    from footfall.pipeline.privacy import keyring_of
+    from footfall.settings import DEV_PII_KEY
+    from footfall.storage.privacy import erase_subject
+
+    add_endpoint(collector.dsn, collector.site_id, "crm", "http://127.0.0.1:9/never")
+    run_tx(collector.dsn, lambda c: webhooks.set_enabled(c, collector.site_id, "crm", False))
+    define(
+        collector.dsn,
+        collector.site_id,
+        {
+            "key": "reader",
+            "webhooks": ["crm"],
+            "when": {"count": {"type": "page"}, "within": "1h", "gte": 1},
+        },
+    )
+    visitor, other = "v-" + uuid.uuid4().hex, "v-" + uuid.uuid4().hex
+    for anonymous_id in (visitor, other):
+        send(collector.base_url, collector.write_key, [page(anonymous_id, "/a")])
+    assert len(outbox(collector.dsn, collector.site_id)) == 2
+    with psycopg.connect(collector.dsn) as conn, conn.transaction():
+        report = erase_subject(
+            conn, collector.site_id, "anonymous_id", visitor, keyring_of("k1", DEV_PII_KEY)
+        )
+    assert report["deleted"]["webhook_outbox"] == 1
+    (left,) = outbox(collector.dsn, collector.site_id).values()
+    assert left["data"]["anonymous_ids"] == [other]
