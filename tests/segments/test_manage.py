@@ -182,3 +182,37 @@ def test_hostile_visitor_ids_are_a_4xx(collector: Collector) -> None:
         timeout=30,
     )
     assert answer.status_code == 400
+
+
+def test_a_withdrawal_through_the_admin_api_cancels_pending_webhooks(
+    admin_server: ServerThread, database: str
+) -> None:
+    """The admin API's (synchronous) withdrawal cancels the person's pending deliveries
+    as an ingest withdrawal does; another person's stay pending."""
+    from footfall.storage import webhooks
+    from tests.webhooks.conftest import add_endpoint, outbox, run_tx
+
+    name = f"api-{uuid.uuid4().hex[:8]}"
+    site_id, key = make_site(database, name=name, allowed_origins=["*"])
+    add_endpoint(database, site_id, "crm", "http://127.0.0.1:9/never")
+    run_tx(database, lambda c: webhooks.set_enabled(c, site_id, "crm", False))  # stays pending
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    rule = {**RULE, "webhooks": ["crm"]}
+    assert httpx.post(admin_server.base_url + "/admin/segments", params={"site": name},
+                      json=rule, headers=auth, timeout=60).status_code == 201  # fmt: skip
+    leaving, staying = "v-" + uuid.uuid4().hex, "v-" + uuid.uuid4().hex
+    for visitor in (leaving, staying):
+        send(admin_server.base_url, key, [page(visitor, "/a"), page(visitor, "/b")])
+    assert sorted(r["status"] for r in outbox(database, site_id).values()) == ["pending"] * 2
+    decision = httpx.post(
+        admin_server.base_url + "/admin/privacy/consent",
+        json={"site": name, "anonymous_id": leaving, "purposes": {"personalization": False}},
+        headers=auth,
+        timeout=60,
+    )
+    assert decision.status_code == 200, decision.text
+    by_person = {r["person_id"]: r["status"] for r in outbox(database, site_id).values()}
+    assert by_person == {
+        person_of(database, site_id, leaving): "cancelled",
+        person_of(database, site_id, staying): "pending",
+    }

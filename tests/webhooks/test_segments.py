@@ -56,6 +56,37 @@ def test_crossing_a_threshold_sends_one_signed_segment_entered(collector: Collec
     assert data["entered_at"].endswith("Z")
 
 
+def test_the_webhook_reports_the_profile_attributes_the_rule_tests(collector: Collector) -> None:
+    """Issue 10: the payload names the profile attributes the segment's rule tests, and
+    only those (a CRM gets why the person qualified, never the whole profile)."""
+    secret = generate_secret()
+    with Receiver(secret) as receiver:
+        add_endpoint(collector.dsn, collector.site_id, "crm", receiver.url, secret)
+        define(
+            collector.dsn,
+            collector.site_id,
+            {
+                "key": "returning-reader",
+                "webhooks": ["crm"],
+                "when": {
+                    "all": [
+                        {"count": {"type": "page"}, "within": "10m", "gte": 2},
+                        {"profile": {"sessions": {"gte": 1}, "identified": {"eq": False}}},
+                    ]
+                },
+            },
+        )
+        visitor = "v-" + uuid.uuid4().hex
+        send(collector.base_url, collector.write_key, [page(visitor, "/a")])
+        send(collector.base_url, collector.write_key, [page(visitor, "/b")])
+        receiver.wait_for(lambda got: len(got) >= 1)
+    (got,) = receiver.received
+    assert got.verified
+    data = got.payload["data"]
+    assert data["segment"] == "returning-reader"
+    assert data["attributes"] == {"sessions": 1, "identified": False}
+
+
 def test_leaving_with_time_sends_segment_exited(collector: Collector) -> None:
     secret = generate_secret()
     with Receiver(secret) as receiver:

@@ -410,6 +410,8 @@ class MembershipChange:
     at: datetime
     membership_id: int
     webhooks: tuple[str, ...]
+    # The profile attributes the segment's rule tests, as they were when it decided.
+    attributes: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def event_type(self) -> str:
@@ -439,7 +441,8 @@ async def on_membership_changes(
     segment's endpoints, in the same transaction (storage/webhooks.py, docs/webhooks.md).
 
     Pseudonymous data only: the person id, the ids as stored (user ids are keyed
-    hashes), the segment key and version, and when.
+    hashes), the segment key and version, when, and the profile attributes the
+    segment's rule tests (device type, country, UTM, counts: never an identifier).
     """
     told = [c for c in changes if c.webhooks]
     if not told:
@@ -460,6 +463,8 @@ async def on_membership_changes(
             "user_ids": user_ids[:WEBHOOK_MAX_IDS],
             "anonymous_ids": anonymous_ids[:WEBHOOK_MAX_IDS],
         }
+        if change.attributes:
+            data["attributes"] = dict(change.attributes)
         messages.append(
             outbox.Message(
                 change.site_id, change.webhooks, change.event_type, data, change.message_id
@@ -553,6 +558,7 @@ async def _evaluate_people(
     saves: list[tuple[int, int, Jsonb, datetime | None]] = []
     entering: list[tuple[int, int, str, int]] = []
     webhooks: dict[tuple[int, str], tuple[str, ...]] = {}
+    attributes: dict[tuple[int, int, str], dict[str, Any]] = {}
     for site_id, persons in sorted(by_site.items()):
         site = sites.get(site_id, SiteSegments(()))
         webhooks.update({(site_id, s.key): s.webhooks for s in site.segments})
@@ -565,18 +571,24 @@ async def _evaluate_people(
             due_ms: int | None = None
             keys = []
             for segment in site.segments:
-                verdict = evaluate(segment, state, profiles.get(person.person_id), now_ms)
+                profile = profiles.get(person.person_id)
+                verdict = evaluate(segment, state, profile, now_ms)
                 if verdict.next_ms is not None:
                     due_ms = verdict.next_ms if due_ms is None else min(due_ms, verdict.next_ms)
+                if segment.profile_fields and segment.webhooks:
+                    attributes[(site_id, person.person_id, segment.key)] = {
+                        name: (profile or {}).get(name) for name in segment.profile_fields
+                    }
                 if verdict.member:
                     keys.append(segment.key)
                     if segment.key not in person.open:
                         entering.append((site_id, person.person_id, segment.key, segment.version))
                 elif segment.key in person.open:
                     version, membership = person.open[segment.key]
+                    reported = attributes.get((site_id, person.person_id, segment.key), {})
                     exits.append(
                         MembershipChange(site_id, person.person_id, segment.key, version,
-                                         "exited", now, membership, segment.webhooks)
+                                         "exited", now, membership, segment.webhooks, reported)
                     )  # fmt: skip
             current[(site_id, person.person_id)] = keys
             saves.append((site_id, person.person_id, Jsonb(state), _due(due_ms)))
@@ -600,7 +612,17 @@ async def _evaluate_people(
             },
         )
         entries = [
-            MembershipChange(s, p, k, v, "entered", now, m, webhooks.get((s, k), ()))
+            MembershipChange(
+                s,
+                p,
+                k,
+                v,
+                "entered",
+                now,
+                m,
+                webhooks.get((s, k), ()),
+                attributes.get((s, p, k), {}),
+            )
             for s, p, k, v, m in await cur.fetchall()
         ]
     if exits or entries:
@@ -649,8 +671,7 @@ def forget_subject(
     """A withdrawal recorded outside ingest (admin API, CLI): the persons of these ids
     (as stored) lose their memberships and window state, in the caller's transaction.
 
-    Returns the persons. Their pending webhooks are not cancelled here (the outbox's
-    cancel_for_person is async; this path is synchronous).
+    Returns the persons. Their pending webhooks are cancelled too, as at ingest.
     """
     persons = [
         int(p)
@@ -667,6 +688,7 @@ def forget_subject(
         )
         conn.execute(FORGET_MEMBERSHIPS, (site_id, persons))
         conn.execute(FORGET_STATE, (site_id, persons))
+        outbox.cancel_for_persons_sync(conn, site_id, persons)
     return persons
 
 

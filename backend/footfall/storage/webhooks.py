@@ -131,16 +131,25 @@ async def enqueue_many(conn: AsyncConn, messages: Sequence[Message]) -> int:
     return len(statuses)
 
 
+_CANCEL = (
+    "UPDATE webhook_outbox SET status = 'cancelled', data = '{}'::jsonb, claim = NULL,"
+    " last_error = 'cancelled: the person withdrew consent or was erased'"
+    " WHERE site_id = %s AND person_id = ANY(%s::bigint[]) AND status = 'pending'"
+)
+
+
 async def cancel_for_person(conn: AsyncConn, site_id: int, person_id: int) -> int:
     """Cancel the person's pending deliveries (consent withdrawn, erasure); their data is
     cleared as they will never be sent. In the caller's transaction; returns how many."""
-    cursor = await conn.execute(
-        "UPDATE webhook_outbox SET status = 'cancelled', data = '{}'::jsonb, claim = NULL,"
-        " last_error = 'cancelled: the person withdrew consent or was erased'"
-        " WHERE site_id = %s AND person_id = %s AND status = 'pending'",
-        (site_id, person_id),
-    )
+    cursor = await conn.execute(_CANCEL, (site_id, [person_id]))
     return cursor.rowcount
+
+
+def cancel_for_persons_sync(
+    conn: psycopg.Connection[Any], site_id: int, persons: Sequence[int]
+) -> int:
+    """:func:`cancel_for_person` for the synchronous paths (admin API, CLI withdrawals)."""
+    return conn.execute(_CANCEL, (site_id, list(persons))).rowcount
 
 
 # --- endpoints -------------------------------------------------------------------------

@@ -307,6 +307,8 @@ class Segment:
     leaves: tuple[Leaf, ...]
     uses_profile: bool
     document: dict[str, Any] = field(compare=False, hash=False, repr=False)
+    # The profile attributes the rule tests: what its webhooks report of the person.
+    profile_fields: tuple[str, ...] = ()
 
     @property
     def browser(self) -> bool:
@@ -339,6 +341,7 @@ class _Compiler:
         self.errors: list[dict[str, str]] = []
         self.leaves: dict[str, Leaf] = {}
         self.uses_profile = False
+        self.profile_fields: dict[str, None] = {}
 
     def error(self, path: Sequence[Any], message: str) -> None:
         self.errors.append({"pointer": pointer(path), "message": message})
@@ -368,6 +371,7 @@ class _Compiler:
                 continue
             else:
                 self._check_ops(spec, here, kinds[name])
+                self.profile_fields[name] = None
             out.append(Predicate(name, tuple(sorted(spec.items(), key=lambda kv: kv[0]))))
         return tuple(out)
 
@@ -584,6 +588,7 @@ def parse_rule(document: Any, version: int) -> Segment:
         leaves=tuple(compiler.leaves.values()),
         uses_profile=compiler.uses_profile,
         document=document,
+        profile_fields=tuple(compiler.profile_fields),
     )
 
 
