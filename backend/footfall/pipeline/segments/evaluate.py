@@ -34,6 +34,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from footfall.pipeline.segments.rules import (
+    EVENT_FIELD_NAMES,
     MISSING,
     Absence,
     Aggregate,
@@ -383,30 +384,8 @@ def leaves_of(segments: Iterable[Segment]) -> list[Leaf]:
     return list(seen.values())
 
 
-EVENT_KEYS = (
-    "type",
-    "event",
-    "page_path",
-    "page_url",
-    "page_title",
-    "page_referrer",
-    "page_search",
-    "utm_source",
-    "utm_medium",
-    "utm_campaign",
-    "utm_term",
-    "utm_content",
-    "device_type",
-    "browser_name",
-    "os_name",
-    "geo_country",
-    "geo_region",
-    "geo_city",
-    "locale",
-    "timezone",
-    "library_name",
-    "properties",
-)
+# The event columns a filter may test (rules.py), plus the properties.
+EVENT_KEYS = (*EVENT_FIELD_NAMES, "properties")
 
 
 def event_of(source: Any) -> dict[str, Any]:

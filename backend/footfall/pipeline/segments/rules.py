@@ -32,31 +32,30 @@ MAX_RULE_BYTES = 16 * 1024
 MAX_DOCUMENT_DEPTH = 40  # JSON levels; 8 condition levels take about 30
 
 # Event fields a filter may name besides ``properties.<path>`` (events columns).
-EVENT_FIELDS = frozenset(
-    {
-        "type",
-        "event",
-        "page_path",
-        "page_url",
-        "page_title",
-        "page_referrer",
-        "page_search",
-        "utm_source",
-        "utm_medium",
-        "utm_campaign",
-        "utm_term",
-        "utm_content",
-        "device_type",
-        "browser_name",
-        "os_name",
-        "geo_country",
-        "geo_region",
-        "geo_city",
-        "locale",
-        "timezone",
-        "library_name",
-    }
+EVENT_FIELD_NAMES = (
+    "type",
+    "event",
+    "page_path",
+    "page_url",
+    "page_title",
+    "page_referrer",
+    "page_search",
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+    "utm_term",
+    "utm_content",
+    "device_type",
+    "browser_name",
+    "os_name",
+    "geo_country",
+    "geo_region",
+    "geo_city",
+    "locale",
+    "timezone",
+    "library_name",
 )
+EVENT_FIELDS = frozenset(EVENT_FIELD_NAMES)
 PROPERTIES = "properties."
 
 # Profile attributes a rule may test, and whether they are numbers, text or booleans
