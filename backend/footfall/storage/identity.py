@@ -252,18 +252,21 @@ async def identity_step(conn: psycopg.AsyncConnection[Any], rows: Sequence[Event
             )
 
 
+# Every id of the given (canonical) persons, those of persons merged into them included.
+IDS_OF_PERSONS = (
+    "SELECT COALESCE(p.merged_into, p.id), i.kind, i.value FROM identities i"
+    " JOIN persons p ON p.site_id = i.site_id AND p.id = i.person_id"
+    " WHERE i.site_id = %(site)s AND COALESCE(p.merged_into, p.id) = ANY(%(persons)s::bigint[])"
+    " ORDER BY 1, 2, 3"
+)
+
+
 async def ids_of_persons(
     conn: psycopg.AsyncConnection[Any], site_id: int, persons: Sequence[int]
 ) -> dict[int, tuple[list[str], list[str]]]:
     """(user ids, anonymous ids) of each person as stored (user ids hashed), including
     the ids of persons merged into it; sorted, so a payload built from them is stable."""
-    cursor = await conn.execute(
-        "SELECT COALESCE(p.merged_into, p.id), i.kind, i.value FROM identities i"
-        " JOIN persons p ON p.site_id = i.site_id AND p.id = i.person_id"
-        " WHERE i.site_id = %s AND COALESCE(p.merged_into, p.id) = ANY(%s::bigint[])"
-        " ORDER BY 1, 2, 3",
-        (site_id, list(persons)),
-    )
+    cursor = await conn.execute(IDS_OF_PERSONS, {"site": site_id, "persons": list(persons)})
     out: dict[int, tuple[list[str], list[str]]] = {p: ([], []) for p in persons}
     for person, kind, value in await cursor.fetchall():
         out[person][0 if kind == "user" else 1].append(value)

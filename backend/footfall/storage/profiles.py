@@ -535,10 +535,6 @@ LEFT JOIN sessions s USING (person_id)
 """
 
 
-_PERSONS_IDS = (
-    "SELECT i.kind, i.value FROM identities i JOIN persons p ON p.id = i.person_id"
-    " WHERE i.site_id = %(site)s AND COALESCE(p.merged_into, p.id) = ANY(%(persons)s::bigint[])"
-)
 _WHERE_PERSONS = "site_id = %(site)s AND (%(whole_site)s OR person_id = ANY(%(persons)s::bigint[]))"
 
 
@@ -568,7 +564,7 @@ def rebuild(
         conn.execute("SET LOCAL enable_nestloop = off")
         conn.execute("SET LOCAL work_mem = '256MB'")
     else:
-        for kind, value in conn.execute(_PERSONS_IDS, params).fetchall():
+        for _, kind, value in conn.execute(identity.IDS_OF_PERSONS, params).fetchall():
             params["users" if kind == USER else "anonymous"].append(value)
     conn.execute(f"DELETE FROM person_sessions WHERE {_WHERE_PERSONS}", params)
     conn.execute(f"DELETE FROM person_profiles WHERE {_WHERE_PERSONS}", params)

@@ -208,9 +208,9 @@ SET_EVENT_SESSIONS = (
 SET_EVENT_PARTS = (
     "UPDATE events e SET session_id = v.session_id"
     " FROM unnest(%s::int[], %s::text[], %s::timestamptz[], %s::text[])"
-    " AS v(site_id, message_id, received_at, session_id)"
+    " AS v(site_id, message_id, ts, session_id)"
     " WHERE e.site_id = v.site_id AND e.message_id = v.message_id"
-    " AND e.received_at = v.received_at"
+    ' AND e."timestamp" = v.ts'
 )
 
 
@@ -336,7 +336,7 @@ async def assign_parts(
                 (
                     [r.site_id for r in moved],
                     [r.message_id for r in moved],
-                    [r.received_at for r in moved],
+                    [r.timestamp for r in moved],
                     [parts[(r.site_id, r.message_id)] for r in moved],
                 ),
             )
