@@ -1,4 +1,5 @@
-"""What the admin API and the CLI share: the PII keyring of the settings, a site by name."""
+"""What the admin API and the CLI share: the PII keyring of the settings, a site by name,
+a consent decision recorded outside ingest."""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ import psycopg
 from footfall.errors import FootfallError
 from footfall.pipeline.identifiers import storable_text
 from footfall.pipeline.privacy import Keyring, keyring_of
+from footfall.pipeline.segments.consent import withdraws_purposes
 from footfall.settings import Settings
+from footfall.storage.consent import record_decision
+from footfall.storage.segments import forget_subject
 from footfall.storage.sites import find_site_id, find_site_id_async
 
 MAX_SITE_NAME_LENGTH = 255
@@ -46,3 +50,38 @@ async def site_id_async(conn: psycopg.AsyncConnection[Any], name: str) -> int:
     if found is None:
         raise UnknownSite(f"no site named {name!r}")
     return found
+
+
+def record_consent(
+    conn: psycopg.Connection[Any],
+    settings: Settings,
+    site_name: str,
+    *,
+    anonymous_id: str | None,
+    user_id: str | None,
+    purposes: dict[str, bool],
+    policy_version: str | None,
+    source: str,
+) -> dict[str, Any]:
+    """Append a decision to the consent ledger in the caller's transaction; a withdrawal
+    also removes the subject's segment memberships (docs/segments.md)."""
+    site = site_id(conn, site_name)
+    keys = keyring(settings)
+    result = record_decision(
+        conn,
+        site,
+        keys.current,
+        anonymous_id=anonymous_id,
+        user_id=user_id,
+        purposes=purposes,
+        policy_version=policy_version,
+        source=source,
+    )
+    if withdraws_purposes(purposes):
+        forget_subject(
+            conn,
+            site,
+            keys.anonymous_ids(anonymous_id) if anonymous_id else [],
+            keys.user_hashes(user_id) if user_id else [],
+        )
+    return result

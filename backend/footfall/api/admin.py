@@ -21,14 +21,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from footfall.errors import FootfallError, PayloadTooLarge
-from footfall.operations import MAX_SITE_NAME_LENGTH, keyring, site_id
+from footfall.operations import MAX_SITE_NAME_LENGTH, keyring, record_consent, site_id
 from footfall.pipeline.identifiers import MAX_ID_LENGTH, storable_text
-from footfall.pipeline.segments.consent import withdraws_purposes
 from footfall.settings import Settings
 from footfall.state import app_state
-from footfall.storage.consent import record_decision
 from footfall.storage.privacy import erase_subject, export_subject
-from footfall.storage.segments import forget_subject
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_PURPOSES = 50
@@ -217,25 +214,15 @@ async def consent(body: ConsentRequest, request: Request) -> JSONResponse:
     """Append a decision to the consent ledger (source ``api``), e.g. from a CRM opt-out."""
 
     def work(conn: psycopg.Connection[Any], settings: Settings) -> dict[str, Any]:
-        site = site_id(conn, body.site)
-        keys = keyring(settings)
-        result = record_decision(
+        return record_consent(
             conn,
-            site,
-            keys.current,
+            settings,
+            body.site,
             anonymous_id=body.anonymous_id,
             user_id=body.user_id,
             purposes=body.purposes,
             policy_version=body.policy_version,
             source="api",
         )
-        if withdraws_purposes(body.purposes):  # segment memberships go (docs/segments.md)
-            forget_subject(
-                conn,
-                site,
-                keys.anonymous_ids(body.anonymous_id) if body.anonymous_id else [],
-                keys.user_hashes(body.user_id) if body.user_id else [],
-            )
-        return result
 
     return JSONResponse(await _in_transaction(request, work))

@@ -71,8 +71,7 @@ def cmd_erase(args: argparse.Namespace) -> None:
 
 def cmd_consent(args: argparse.Namespace) -> None:
     from footfall.cli.main import _settings
-    from footfall.operations import keyring, site_id
-    from footfall.storage.consent import record_decision
+    from footfall.operations import record_consent
 
     purposes: dict[str, bool] = {}
     for item in args.grant:
@@ -81,29 +80,17 @@ def cmd_consent(args: argparse.Namespace) -> None:
         purposes[item] = False
     if not purposes:
         sys.exit("footfall: give --grant and/or --deny purposes (e.g. --deny analytics)")
-    from footfall.pipeline.segments.consent import withdraws_purposes
-    from footfall.storage.segments import forget_subject
-
     with _connect() as conn, conn.transaction():
-        site = site_id(conn, args.site)
-        keys = keyring(_settings())
-        result = record_decision(
+        result = record_consent(
             conn,
-            site,
-            keys.current,
+            _settings(),
+            args.site,
             anonymous_id=args.anonymous_id,
             user_id=args.user_id,
             purposes=purposes,
             policy_version=args.policy_version,
             source="admin",
         )
-        if withdraws_purposes(purposes):  # segment memberships go (docs/segments.md)
-            forget_subject(
-                conn,
-                site,
-                keys.anonymous_ids(args.anonymous_id) if args.anonymous_id else [],
-                keys.user_hashes(args.user_id) if args.user_id else [],
-            )
     print(json.dumps(result, sort_keys=True))
 
 
