@@ -898,8 +898,8 @@ def copy_insert_sql(conn: psycopg.Connection[Any]) -> str:
     row = conn.execute("SELECT to_regclass('event_ids') IS NOT NULL").fetchone()
     if row and row[0]:
         return (
-            "WITH new_ids AS (INSERT INTO event_ids (site_id, message_id, received_at)"
-            " SELECT site_id, message_id, received_at FROM ff_staging"
+            'WITH new_ids AS (INSERT INTO event_ids (site_id, message_id, "timestamp")'
+            ' SELECT site_id, message_id, "timestamp" FROM ff_staging'
             " ORDER BY site_id, message_id ON CONFLICT (site_id, message_id) DO NOTHING"
             " RETURNING site_id, message_id)"
             f" INSERT INTO events ({columns}) SELECT {columns} FROM ff_staging"
@@ -969,6 +969,9 @@ def copy_ceiling(
     for thread in threads:
         thread.join(timeout=duration + 120)
     cpu = meter.stop()
+    if any("rows" not in r for r in results):
+        # A worker that died (its traceback is above) would make the ceiling look like 0.
+        raise RuntimeError("a COPY ceiling worker failed; no ceiling measured")
     rows = sum(r.get("rows", 0) for r in results)
     seconds = max(r.get("seconds", duration) for r in results)
     stored, _ = count_rows(dsn, site_id)
