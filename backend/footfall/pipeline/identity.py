@@ -178,6 +178,11 @@ USER = "user"
 
 IdKey = tuple[int, str, str]  # (site_id, kind, value)
 
+# EventRow.extras key: the row's canonical person, set by the writer's identity
+# step once its links are applied (the user id's person, else the anonymous
+# id's), so the steps after it (sessions, profiles, segments) need no query.
+PERSON = "person"
+
 
 @dataclass(frozen=True, slots=True)
 class Link:

@@ -30,7 +30,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from footfall.pipeline.identity import ANONYMOUS, USER, IdKey
+from footfall.pipeline.identity import ANONYMOUS, PERSON, USER, IdKey
 from footfall.pipeline.profiles import (
     AUTOCAPTURED,
     DAY_PARTS,
@@ -65,19 +65,29 @@ async def persons_of(
     """(site_id, message_id) -> canonical person, as analytics.events maps events.
 
     The user id's person if the row has a user id with a person, else the
-    anonymous id's; rows with neither are left out. Run after identity_step.
+    anonymous id's; rows with neither are left out. Run after identity_step,
+    which leaves each row's person in ``extras[PERSON]``; rows without it are
+    resolved here (one query).
     """
+    persons: dict[tuple[int, str], int] = {}
+    unknown: list[EventRow] = []
+    for row in rows:
+        person = row.extras.get(PERSON)
+        if isinstance(person, int):
+            persons[(row.site_id, row.message_id)] = person
+        elif row.user_id is not None or row.anonymous_id is not None:
+            unknown.append(row)
+    if not unknown:
+        return persons
+    rows = unknown
     keys: set[IdKey] = set()
     for row in rows:
         if row.user_id is not None:
             keys.add((row.site_id, USER, row.user_id))
         if row.anonymous_id is not None:
             keys.add((row.site_id, ANONYMOUS, row.anonymous_id))
-    if not keys:
-        return {}
     async with conn.cursor() as cur:
         known = await identity.resolve(cur, sorted(keys))
-    persons: dict[tuple[int, str], int] = {}
     for row in rows:
         found = None
         if row.user_id is not None:
