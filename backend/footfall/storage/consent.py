@@ -1,11 +1,15 @@
 """The consent ledger (``consent_log``): read before the pipeline, appended in the writer.
 
-Reading: the http layer calls :func:`load_ledger` once per request with the
-batch's messages; one indexed query returns the latest analytics decision of
-each anonymousId and userId in the batch and whether any of them was erased
-with suppression. The pipeline's consent step then decides without I/O. The
-query reads what is committed, so a withdrawal is in force for every
-collector process as soon as the request that carried it was answered.
+Reading: before the pipeline runs, the http layer asks for the latest
+analytics decision of each anonymousId and userId of the batch and whether
+any of them was erased with suppression; the pipeline's consent step then
+decides without I/O. The collector's per-process view of the ledger
+(storage/consent_view.py) answers from memory, kept current by the
+notifications of migration ``20261202_0100``, and uses :func:`query_ledger`
+(one indexed query) for the ids it does not hold and whenever its listener is
+down; :func:`load_ledger` is that query for a whole batch. Either way a
+withdrawal is in force for every collector process as soon as the request
+that carried it was answered.
 
 Appending: a ``Consent Updated`` message carries its ledger entry to the writer
 (``EventRow.extras["consent"]``); :func:`record_consent` inserts it in the same
@@ -17,6 +21,7 @@ decision is recorded once. Decisions from the admin API and CLI go through
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -58,7 +63,8 @@ def suppression_hash(key: PiiKey, kind: str, stored: str) -> str:
     return key.hash(f"erased|{kind}|{stored}")
 
 
-def _batch_ids(messages: Iterable[Any]) -> tuple[set[str], set[str]]:
+def batch_ids(messages: Iterable[Any]) -> tuple[set[str], set[str]]:
+    """The raw anonymousIds and userIds a batch names (the ones that can be looked up)."""
     anonymous_ids: set[str] = set()
     user_ids: set[str] = set()
     for message in messages:
@@ -76,49 +82,72 @@ def _batch_ids(messages: Iterable[Any]) -> tuple[set[str], set[str]]:
     return anonymous_ids, user_ids
 
 
-async def load_ledger(
-    pool: AsyncConnectionPool, site_id: int, messages: Iterable[Any], keyring: Keyring
-) -> LedgerView:
-    """The ledger's view of a batch's ids (one query; none if the batch names nobody)."""
-    anonymous_ids, user_ids = _batch_ids(messages)
-    view = LedgerView()
-    if not anonymous_ids and not user_ids:
-        return view
-    stored_anonymous: dict[str, list[str]] = {}
-    stored_users: dict[str, str] = {}
-    suppressed: dict[str, tuple[str, str]] = {}
+@dataclass(slots=True)
+class StoredIds:
+    """Raw ids as the ledger stores them, under every configured key, and back."""
+
+    anonymous: dict[str, list[str]] = field(default_factory=dict)  # stored -> raw ids
+    users: dict[str, str] = field(default_factory=dict)  # hash -> raw id
+    suppressed: dict[str, tuple[str, str]] = field(default_factory=dict)  # hash -> (a|u, raw)
+
+
+def stored_ids(
+    anonymous_ids: Iterable[str], user_ids: Iterable[str], keyring: Keyring
+) -> StoredIds:
+    """What :data:`LATEST` looks up for these raw ids."""
+    ids = StoredIds()
     for raw in anonymous_ids:
         for key in keyring.keys:
             stored = stored_anonymous_id(raw, key)
-            stored_anonymous.setdefault(stored, []).append(raw)
-            suppressed[suppression_hash(key, "a", stored)] = ("a", raw)
+            ids.anonymous.setdefault(stored, []).append(raw)
+            ids.suppressed[suppression_hash(key, "a", stored)] = ("a", raw)
     for raw in user_ids:
         for key in keyring.keys:
             stored = key.hash(raw)
-            stored_users[stored] = raw
-            suppressed[suppression_hash(key, "u", stored)] = ("u", raw)
+            ids.users[stored] = raw
+            ids.suppressed[suppression_hash(key, "u", stored)] = ("u", raw)
+    return ids
+
+
+async def query_ledger(pool: AsyncConnectionPool, site_id: int, ids: StoredIds) -> LedgerView:
+    """The ledger's view of these ids, keyed by the raw ids (one query)."""
+    view = LedgerView()
+    if not ids.anonymous and not ids.users:
+        return view
     async with pool.connection() as conn, conn.cursor() as cur:
         await cur.execute(
             LATEST,
             {
                 "site": site_id,
-                "anonymous": list(stored_anonymous),
-                "users": list(stored_users),
-                "suppressed": list(suppressed),
+                "anonymous": list(ids.anonymous),
+                "users": list(ids.users),
+                "suppressed": list(ids.suppressed),
             },
         )
         found = await cur.fetchall()
     for kind, subject, analytics, decided_at in found:
         if kind == "a":
-            for raw in stored_anonymous[subject]:
+            for raw in ids.anonymous[subject]:
                 view.record(raw, None, ConsentDecision(analytics, decided_at))
         elif kind == "u":
-            view.record(None, stored_users[subject], ConsentDecision(analytics, decided_at))
+            view.record(None, ids.users[subject], ConsentDecision(analytics, decided_at))
         else:
-            which, raw = suppressed[subject]
+            which, raw = ids.suppressed[subject]
             target = view.suppressed_anonymous_ids if which == "a" else view.suppressed_user_ids
             target.add(raw)
     return view
+
+
+async def load_ledger(
+    pool: AsyncConnectionPool, site_id: int, messages: Iterable[Any], keyring: Keyring
+) -> LedgerView:
+    """The ledger's view of a batch's ids (one query; none if the batch names nobody).
+
+    The collector asks its :class:`~footfall.storage.consent_view.ConsentView`,
+    which answers from memory and uses this query for what it does not hold.
+    """
+    anonymous_ids, user_ids = batch_ids(messages)
+    return await query_ledger(pool, site_id, stored_ids(anonymous_ids, user_ids, keyring))
 
 
 INSERT = (
