@@ -20,6 +20,7 @@ from footfall.api.client_ip import client_ip, trusted_networks
 from footfall.api.id_cookie import id_cookie_header
 from footfall.api.openapi import INGEST_OPENAPI, INGEST_RESPONSES
 from footfall.errors import BadRequest, Forbidden, PayloadTooLarge, Unavailable
+from footfall.observability import stage_timer
 from footfall.pipeline.consent import LedgerView
 from footfall.pipeline.id_cookie import cookie_anonymous_id
 from footfall.pipeline.types import BatchPlan, Failure, RequestContext
@@ -92,6 +93,8 @@ async def _ingest(
     request: Request, state: AppState, body: Any, default_type: str | None
 ) -> dict[str, Any]:
     """Authenticate, run the pipeline, hand the result to the writer, await the commit."""
+    timer = stage_timer()
+    timer.lap("read")
     received_at = datetime.now(UTC)
     ip = client_ip(
         request.client.host if request.client else None,
@@ -119,6 +122,7 @@ async def _ingest(
         batch_context, sent_at = None, None
     state.rate_limiter.check(site, ip, len(messages))  # 429 with Retry-After
     browser = bool(request.headers.get("origin")) or request.method == "GET"
+    timer.lap("auth")
     ctx = RequestContext(
         site=site,
         received_at=received_at,
@@ -130,10 +134,14 @@ async def _ingest(
         headers=request.headers,
         ledger=await _privacy_inputs(state, site.id, messages, received_at),
     )
+    timer.lap("privacy_inputs")
     await state.pipeline.registry.prepare(site.schema_dir)  # file I/O in a thread, once
     plan = await _run_pipeline(state, messages, ctx)
+    timer.lap("pipeline")
     try:
         outcome = await state.writer.write(plan.rows, plan.failures)
+        # The writer answers right after the commit, so last_commit_s is our group's.
+        timer.lap_split("writer_queue", "commit", state.writer.last_commit_s)
     except StorageUnavailable as exc:
         metrics.count_unavailable(len(messages))
         raise Unavailable.retry_after(state.settings.retry_after_s) from exc
@@ -154,6 +162,7 @@ async def _ingest(
         found = await segments.response_segments(state, site, messages, outcome)
         if found is not None:
             body["segments"] = found
+    timer.lap("response")
     return body
 
 

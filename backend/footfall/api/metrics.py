@@ -11,9 +11,12 @@ adds up all of them (gauges: the sum over live processes).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import logging
 import os
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from fastapi import APIRouter
@@ -29,6 +32,7 @@ from prometheus_client import (
 )
 from starlette.responses import Response
 
+from footfall.observability import STAGE_TIMER
 from footfall.pipeline.types import BatchPlan, Failure
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -102,6 +106,53 @@ POOL_MAX = Gauge(
     multiprocess_mode="livesum",
 )
 
+# Latency: where an ingest request's time goes (observability.StageTimer), how
+# late the event loop runs a timer, how long the garbage collector stops it.
+_LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1,
+    2.5, 5,
+)  # fmt: skip
+INGEST_STAGES = (
+    "read",  # body read (and gunzip) and JSON parse
+    "auth",  # client IP, rate limits, the site's write key and origin
+    "privacy_inputs",  # the visitor salt and the consent ledger's entries (database)
+    "pipeline",  # validation, consent, privacy, device, geo (CPU, on the event loop)
+    "writer_queue",  # waiting for the group commit: linger, the commit before ours
+    "commit",  # the group commit our rows were in (insert, transaction steps, COMMIT)
+    "response",  # the answer: metrics, browser segments, JSON
+    "framework",  # the rest: routing, middleware, sending
+)
+STAGE_SECONDS = Histogram(
+    "footfall_ingest_stage_seconds",
+    "Time an ingest request spent in each stage (docs/operations.md)",
+    ["stage"],
+    buckets=_LATENCY_BUCKETS,
+)
+_STAGE_CHILDREN = {stage: STAGE_SECONDS.labels(stage) for stage in INGEST_STAGES}
+LOOP_LAG = Histogram(
+    "footfall_event_loop_lag_seconds",
+    "How late the event loop ran a 25 ms timer: time something held the loop",
+    buckets=_LATENCY_BUCKETS,
+)
+GC_PAUSE = Histogram(
+    "footfall_gc_pause_seconds",
+    "Python garbage collections (they stop the event loop), by generation",
+    ["generation"],
+    buckets=_LATENCY_BUCKETS,
+)
+POOL_REQUESTS = Gauge(
+    "footfall_db_pool_requests",
+    "Database pool checkouts since start: all (num) and those that had to wait (queued)",
+    ["kind"],
+    multiprocess_mode="livesum",
+)
+POOL_WAIT = Gauge(
+    "footfall_db_pool_wait_seconds",
+    "Time checkouts waited for a pooled connection since start (sum over processes)",
+    multiprocess_mode="livesum",
+)
+LOOP_PROBE_S = 0.025
+
 router = APIRouter()
 
 
@@ -154,6 +205,13 @@ def observe_request(route: str, method: str, status: int, seconds: float) -> Non
     REQUEST_SECONDS.labels(route, method).observe(seconds)
     if status in _REFUSED_STATUS:
         REFUSED_REQUESTS.labels(_REFUSED_STATUS[status]).inc()
+    timer = STAGE_TIMER.get()
+    if timer is not None and timer.durations and 200 <= status < 300:
+        timer.finish(seconds)
+        for stage, spent in timer.durations.items():
+            child = _STAGE_CHILDREN.get(stage)
+            if child is not None:
+                child.observe(spent)
 
 
 def observe_commit(seconds: float, messages: int) -> None:
@@ -167,21 +225,58 @@ def observe_sweep(lags: Sequence[float]) -> None:
 
 
 async def sample_forever(state: Any, interval_s: float = 1.0) -> None:
-    """Copy the writer's queue depth and the pool's stats into gauges, every second.
+    """Copy the writer's queue depth and the pool's stats into gauges, every second;
+    meanwhile time the event loop's lag and the garbage collector's pauses.
 
     A failed sample is logged (once per distinct error in a row) and the loop goes
     on: a dead sampler would leave the gauges frozen at their last values.
     """
     last_error = ""
+    probe = asyncio.create_task(probe_loop_lag(), name="footfall-loop-lag")
+    try:
+        with timed_gc():
+            while True:
+                try:
+                    sample(state)
+                    last_error = ""
+                except Exception as exc:
+                    if repr(exc) != last_error:
+                        log.exception("metrics sample failed; gauges keep their last values")
+                    last_error = repr(exc)
+                await asyncio.sleep(interval_s)
+    finally:
+        probe.cancel()
+
+
+async def probe_loop_lag(interval_s: float = LOOP_PROBE_S) -> None:
+    """How late a timer fires: the longest stretch something held the event loop."""
+    loop = asyncio.get_running_loop()
     while True:
-        try:
-            sample(state)
-            last_error = ""
-        except Exception as exc:
-            if repr(exc) != last_error:
-                log.exception("metrics sample failed; gauges keep their last values")
-            last_error = repr(exc)
+        started = loop.time()
         await asyncio.sleep(interval_s)
+        LOOP_LAG.observe(max(0.0, loop.time() - started - interval_s))
+
+
+@contextlib.contextmanager
+def timed_gc() -> Iterator[None]:
+    """Observe every garbage collection's pause while inside (a ``gc.callbacks`` entry)."""
+    started = [0.0]
+    generations = [GC_PAUSE.labels(str(g)) for g in range(3)]
+
+    def callback(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+        elif started[0]:
+            generations[min(2, max(0, int(info.get("generation", 2))))].observe(
+                time.perf_counter() - started[0]
+            )
+
+    gc.callbacks.append(callback)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ValueError):
+            gc.callbacks.remove(callback)
 
 
 def sample(state: Any) -> None:
@@ -191,6 +286,9 @@ def sample(state: Any) -> None:
     POOL.labels("available").set(stats.get("pool_available", 0))
     POOL.labels("waiting").set(stats.get("requests_waiting", 0))
     POOL_MAX.set(state.pool.max_size)
+    POOL_REQUESTS.labels("num").set(stats.get("requests_num", 0))
+    POOL_REQUESTS.labels("queued").set(stats.get("requests_queued", 0))
+    POOL_WAIT.set(stats.get("requests_wait_ms", 0) / 1000)
 
 
 def process_exited() -> None:
