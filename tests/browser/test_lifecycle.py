@@ -183,9 +183,9 @@ def test_wrong_write_key_one_request_no_retry_counted_and_logged(site):
     stats = page.evaluate("footfall('stats')")
     assert stats["errors"] == {"invalid_write_key": 1}
     assert stats["dropped"] == 4 and stats["queued"] == 0
-    assert any("footfall: 401 invalid_write_key unknown write key" in text for text in console), (
-        console
-    )
+    assert any(
+        "footfall: errors invalid_write_key 401 unknown write key" in text for text in console
+    ), console
     assert site.events() == []
 
 

@@ -1,7 +1,11 @@
 (() => {
   // src/util.js
   var now = () => Date.now();
-  var uuid = () => ("10000000-1000-4000-8000" + -1e11).replace(/[018]/g, (digit) => (digit ^ crypto.getRandomValues(new Uint8Array(1))[0] & 15 >> digit / 4).toString(16));
+  var uuid = () => {
+    const url = URL.createObjectURL(new Blob());
+    URL.revokeObjectURL(url);
+    return url.slice(-36);
+  };
   var on = (target, types, listener) => {
     for (const type of types.split(" ")) target.addEventListener(type, listener, { capture: true, passive: true });
   };
@@ -45,10 +49,12 @@
   var enable = (allowed2) => {
     writable = allowed2;
   };
-  var get = (key) => attempt(() => JSON.parse(localStorage.getItem(PREFIX + key)));
-  var putJson = (key, json, force) => (writable || force) && attempt(() => localStorage.setItem(PREFIX + key, json));
+  var get = (key) => attempt(() => JSON.parse(localStorage[PREFIX + key]));
+  var putJson = (key, json, force) => (writable || force) && attempt(() => {
+    localStorage[PREFIX + key] = json;
+  });
   var set = (key, value, force) => putJson(key, JSON.stringify(value), force);
-  var remove = (key) => attempt(() => localStorage.removeItem(PREFIX + key));
+  var remove = (key) => attempt(() => delete localStorage[PREFIX + key]);
   var keys = (prefix) => attempt(
     () => Object.keys(localStorage).filter((key) => key.startsWith(PREFIX + prefix)).map((key) => key.slice(PREFIX.length))
   ) || [];
@@ -83,14 +89,14 @@
   var options;
   var configure = (given) => {
     options = { ...DEFAULTS, ...given };
-    options.endpoint = (options.endpoint || new URL(script && script.src || location).origin).replace(/\/$/, "");
+    options.endpoint = (options.endpoint || new URL(script?.src || location).origin).replace(/\/$/, "");
   };
   var debugLog = (...details) => options.debug && console.warn("footfall:", ...details);
 
   // src/identity.js
   var anonymousId;
   var userId;
-  var idCookie = () => (document.cookie.match(/(?:^|; )ff_id=([\w-]+)/) || [])[1];
+  var idCookie = () => document.cookie.match(/(?:^|; )ff_id=([\w-]+)/)?.[1];
   var load = () => {
     anonymousId = get("a") || idCookie() || uuid();
     userId = get("u");
@@ -147,15 +153,17 @@
 
   // src/transport.js
   var MAX_REQUEST_BYTES = 6e4;
-  var storageKey = "q" + Math.random().toString(36).slice(2);
+  var storageKey = "q" + uuid();
   var queue = [];
   var inFlight = /* @__PURE__ */ new Set();
   var timer;
   var attempt2 = 0;
   var stoppedByStatus;
   var counts = { dropped: 0, refused: {}, failed: {}, errors: {} };
-  var count = (table, reason, number = 1) => {
+  var count = (kind, reason, number, ...details) => {
+    const table = counts[kind];
     table[reason] = (table[reason] || 0) + number;
+    debugLog(kind, reason, ...details);
   };
   var save2 = () => {
     let json;
@@ -182,24 +190,12 @@
   var readAnswer = (status, answer) => {
     if (answer.segments) receiveSegments(answer.segments);
     if (false) return;
-    if (status > 399) {
-      count(counts.errors, answer.error || status);
-      debugLog(status, answer.error, answer.detail);
-    }
-    for (const reason in answer.refused) {
-      count(counts.refused, reason, answer.refused[reason]);
-      debugLog("refused", reason, answer.refused[reason]);
-    }
-    for (const failure of answer.failed || []) {
-      count(counts.failed, failure.reason);
-      debugLog("failed", failure.reason, failure.messageId, failure.errors);
-    }
+    if (status > 399) count("errors", answer.error || status, 1, status, answer.detail);
+    for (const reason in answer.refused) count("refused", reason, answer.refused[reason], answer.refused[reason]);
+    for (const failure of answer.failed || []) count("failed", failure.reason, 1, failure.messageId, failure.errors);
   };
   var send = (batch, bytes) => {
     for (const message2 of batch) inFlight.add(message2);
-    const answered = () => {
-      for (const message2 of batch) inFlight.delete(message2);
-    };
     const body = '{"batch":[' + batch.join() + '],"sentAt":"' + (/* @__PURE__ */ new Date()).toISOString() + '","writeKey":' + JSON.stringify(options.writeKey) + "}";
     fetch(options.endpoint + options.apiPath, {
       method: "POST",
@@ -207,40 +203,32 @@
       headers: { "Content-Type": "text/plain" },
       keepalive: bytes < MAX_REQUEST_BYTES,
       credentials: options.credentials
-    }).then(
-      (response) => {
-        answered();
-        const status = response.status;
-        if (status == 429 || status > 499) return retryLater(parseFloat(response.headers.get("Retry-After")));
-        attempt2 = 0;
-        queue = queue.filter((message2) => !batch.includes(message2));
-        if (status > 399) counts.dropped += batch.length;
-        if (status == 401 || status == 403) {
-          stoppedByStatus = status;
-          counts.dropped += queue.length;
-          queue = [];
-        }
-        save2();
-        flush();
-        if (true)
-          response.json().catch(() => ({})).then((answer) => readAnswer(status, answer));
-      },
-      () => {
-        answered();
-        retryLater();
+    }).finally(() => {
+      for (const message2 of batch) inFlight.delete(message2);
+    }).then((response) => {
+      const status = response.status;
+      if (status == 429 || status > 499) return retryLater(parseFloat(response.headers.get("Retry-After")));
+      attempt2 = 0;
+      queue = queue.filter((message2) => !batch.includes(message2));
+      if (status > 399) counts.dropped += batch.length;
+      if (status == 401 || status == 403) {
+        stoppedByStatus = 1;
+        counts.dropped += queue.length;
+        queue = [];
       }
-    );
+      save2();
+      flush();
+      if (true)
+        response.json().catch(() => ({})).then((answer) => readAnswer(status, answer));
+    }, () => retryLater());
   };
   var start = () => on(window, "online", () => flush(true));
   var adopt = () => {
-    let adopted = [];
-    for (const key of keys("q")) {
+    for (const key of keys("q"))
       if (key != storageKey) {
-        adopted = adopted.concat(get(key) || []);
+        queue = (get(key) || []).map((message2) => JSON.stringify(message2)).concat(queue);
         remove(key);
       }
-    }
-    queue = adopted.map((message2) => JSON.stringify(message2)).concat(queue);
     save2();
     schedule(0);
   };
@@ -277,18 +265,17 @@
 
   // src/session.js
   var inMemory;
-  var touch = () => {
+  var touch = (context) => {
     const time = now();
     let session = get("s") || inMemory;
-    let isNew;
     if (!session || time - session.l > options.sessionTimeout || time - session.s > options.sessionMaxAge) {
       session = { i: uuid(), s: time };
-      isNew = true;
+      context.sessionStart = true;
     }
+    context.sessionId = session.i;
     session.l = time;
     inMemory = session;
     set("s", session);
-    return [session.i, isNew];
   };
   var endSession = () => {
     inMemory = 0;
@@ -296,13 +283,13 @@
   };
 
   // src/privacy.js
-  var SENSITIVE_WORD = /^(e?mail|phone|tel|mobile|((access|refresh|id)?token)|pass(wd|word)?|pwd|secret|(api)?key|session(id)?|sid|auth(orization)?|code|otp|pin|ssn|sig(nature)?|jwt|credentials?)$/;
-  var isSensitive = (name, extraNames) => [name, ...name.match(/[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])/g) || []].some((word) => {
+  var SENSITIVE_WORD = /^(e?mail|phone|tel|mobile|(access|refresh|id)?token|pass(wd|word)?|pwd|secret|(api)?key|session(id)?|sid|auth(orization)?|code|otp|pin|ssn|sig(nature)?|jwt|credentials?)$/;
+  var isSensitive = (name) => [name, ...name.match(/[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])/g) || []].some((word) => {
     word = word.toLowerCase();
-    return SENSITIVE_WORD.test(word) || extraNames.includes(word);
+    return SENSITIVE_WORD.test(word) || options.sensitiveParams.includes(word);
   });
-  var scrubUrl = (url, extraNames) => false ? url : url.replace(/\?([^#]*)/, (query, parameters) => {
-    const kept = parameters.split("&").filter((part) => !isSensitive(part.split("=")[0], extraNames));
+  var scrubUrl = (url) => false ? url : url.replace(/\?([^#]*)/, (query, parameters) => {
+    const kept = parameters.split("&").filter((part) => !isSensitive(part.split("=")[0]));
     return kept.length ? "?" + kept.join("&") : "";
   });
 
@@ -313,17 +300,16 @@
   var pageKey = () => options.hashRouting ? location.href : location.href.split("#")[0];
   var isNewPage = () => currentKey != pageKey();
   var enterPage = (force) => {
-    const scrub = (url) => scrubUrl(url, options.sensitiveParams);
     if (force || isNewPage()) {
-      pageReferrer = pageInfo ? pageInfo.url : scrub(document.referrer);
+      pageReferrer = pageInfo ? pageInfo.url : scrubUrl(document.referrer);
       currentKey = pageKey();
     }
     pageInfo = {
-      url: scrub(location.href),
+      url: scrubUrl(location.href),
       path: location.pathname,
       referrer: pageReferrer,
       title: document.title,
-      search: scrub(location.search)
+      search: scrubUrl(location.search)
     };
   };
   var watchHistory = (onNavigation) => {
@@ -342,29 +328,24 @@
   // src/events.js
   var TIME_ZONE = Intl.DateTimeFormat().resolvedOptions().timeZone;
   var held = [];
-  var message = (type, fields) => {
-    const built = {
-      type,
-      messageId: uuid(),
-      timestamp: (/* @__PURE__ */ new Date()).toISOString(),
-      context: {
-        library: { name: "footfall.js", version: "0.1.0" },
-        page: pageInfo,
-        userAgent: navigator.userAgent,
-        locale: navigator.language,
-        timezone: TIME_ZONE,
-        screen: { width: screen.width, height: screen.height }
-      },
-      ...fields
-    };
-    if (userId) built.userId = userId;
-    return built;
-  };
+  var message = (type, fields) => ({
+    type,
+    messageId: uuid(),
+    timestamp: (/* @__PURE__ */ new Date()).toISOString(),
+    userId: userId || void 0,
+    context: {
+      library: { name: "footfall.js", version: "0.1.0" },
+      page: pageInfo,
+      userAgent: navigator.userAgent,
+      locale: navigator.language,
+      timezone: TIME_ZONE,
+      screen: { width: screen.width, height: screen.height }
+    },
+    ...fields
+  });
   var stamp = (built) => {
-    const [sessionId, sessionStart] = touch();
     built.anonymousId = anonymousId;
-    built.context.sessionId = sessionId;
-    if (sessionStart) built.context.sessionStart = true;
+    touch(built.context);
     if (decision) built.context.consent = { categoryPreferences: decision };
     push(built);
   };
@@ -380,16 +361,16 @@
   var track = (event, properties) => emit(message("track", { event: "" + event, properties: properties || {} }));
 
   // src/clicks.js
-  var DOWNLOADS = /\.(pdf|xlsx?|docx?|txt|rtf|csv|exe|key|pp[st]|xlsm|7z|pkg|rar|gz|zip|avi|mov|mp4|mpe?g|wmv|midi?|mp3|wav|wma)$/i;
+  var DOWNLOADS = /\.(pdf|xls[xm]?|docx?|txt|rtf|csv|exe|key|pp(s|tx?)|7z|pkg|rar|gz|zip|avi|mov|mp[34]|mpe?g|wmv|midi?|wav|wma)$/i;
   var clicks = () => on(document, "click", (event) => {
     const element = event.target.closest(CLICKABLE);
     if (!element || ignored(element)) return;
     const properties = describe(element);
     const href = element.href;
-    if (href && /^http/.test(href)) {
+    if (/^http/.test(href)) {
       const url = new URL(href);
       const download = DOWNLOADS.exec(url.pathname);
-      properties.href = scrubUrl(href, options.sensitiveParams);
+      properties.href = scrubUrl(href);
       properties.outbound = url.hostname != location.hostname;
       properties.file_download = !!download;
       if (download) properties.file_extension = download[1].toLowerCase();
@@ -398,25 +379,21 @@
   });
 
   // src/scroll.js
-  var marksSent;
   var sendMarks;
   var maxScroll;
   var resetScroll = () => {
-    marksSent = {};
     maxScroll = 0;
   };
   var checkScroll = () => {
     const pageHeight = document.documentElement.scrollHeight;
     const viewportHeight = innerHeight;
-    const percent = pageHeight <= viewportHeight ? 100 : Math.min(100, Math.round((scrollY + viewportHeight) / pageHeight * 100));
-    if (percent > maxScroll) maxScroll = percent;
+    const percent = Math.min(100, Math.round((scrollY + viewportHeight) / pageHeight * 100));
     if (sendMarks) {
       for (const mark of options.scrollMarks)
-        if (percent >= mark && !marksSent[mark]) {
-          marksSent[mark] = 1;
+        if (percent >= mark && mark > maxScroll)
           track("Scroll Depth Reached", { depth_percent: mark, page_height: pageHeight, viewport_height: viewportHeight });
-        }
     }
+    if (percent > maxScroll) maxScroll = percent;
   };
   var scroll = (send3) => {
     sendMarks = send3;
@@ -459,25 +436,25 @@
     const stateOf2 = /* @__PURE__ */ new WeakMap();
     on(document, "playing pause seeked timeupdate ended", ({ target: media, type }) => {
       if (!(media instanceof HTMLMediaElement) || ignored(media)) return;
-      const duration = media.duration;
+      const { duration, currentTime } = media;
       const length = isFinite(duration) ? round2(duration) : null;
-      const percent = length ? Math.min(100, Math.floor(media.currentTime / duration * 100)) : 0;
+      const percent = length ? Math.min(100, Math.floor(currentTime / duration * 100)) : 0;
       const state = stateOf2.get(media) || {};
+      stateOf2.set(media, state);
       const send3 = (name, reportedPercent = percent) => track("Video " + name, {
         video_id: media.id || media.currentSrc,
         src: media.currentSrc,
         title: media.title || media.ariaLabel || "",
         media_type: media.localName,
-        position: round2(media.currentTime),
+        position: round2(currentTime),
         total_length: length,
         percent: reportedPercent
       });
-      stateOf2.set(media, state);
       if (type == "playing") {
-        if (!state.playing) send3(state.started ? "Playback Resumed" : "Playback Started");
-        state.started = state.playing = 1;
+        if (!state.a) send3(state.d ? "Playback Resumed" : "Playback Started");
+        state.d = state.a = 1;
       } else if (type == "pause") {
-        state.playing = 0;
+        state.a = 0;
         if (!media.ended) send3("Playback Paused");
       } else if (type == "seeked") send3("Playback Seek Completed");
       else {
@@ -500,23 +477,24 @@
   var engagedMs = 0;
   var countedUntil = now();
   var lastInput = countedUntil;
-  var countUntil = (time) => {
+  var countUntilNow = () => {
+    const time = now();
     engagedMs += Math.max(0, Math.min(time, lastInput + IDLE_MS) - countedUntil);
     countedUntil = time;
   };
   var engage = () => {
     started = 1;
     on(document, "mousemove keydown scroll pointerdown touchstart", () => {
-      countUntil(now());
+      countUntilNow();
       lastInput = countedUntil;
     });
-    on(document, "visibilitychange", () => {
-      if (!document.hidden) countedUntil = lastInput = now();
-    });
+  };
+  var resumeEngagement = () => {
+    countedUntil = lastInput = now();
   };
   var reportEngaged = (stop) => {
     if (!started) return;
-    countUntil(now());
+    countUntilNow();
     if (stop) countedUntil = 1 / 0;
     const reported = engagedMs;
     engagedMs = 0;
@@ -582,13 +560,13 @@
     form_id: form.getAttribute("id") || "",
     form_name: form.getAttribute("name") || "",
     selector: selectorOf(form),
-    fields_touched: state.touched.size,
-    last_field: state.lastField || "",
-    ms_since_start: now() - state.startedAt
+    fields_touched: state.b.size,
+    last_field: state.e || "",
+    ms_since_start: now() - state.f
   });
   var stateOf = (form) => {
     let state = forms.get(form);
-    if (!state) forms.set(form, state = { startedAt: now(), touched: /* @__PURE__ */ new Set() });
+    if (!state) forms.set(form, state = { f: now(), b: /* @__PURE__ */ new Set() });
     return state;
   };
   var formTracking = () => {
@@ -597,48 +575,53 @@
       if (!form || ignored(form)) return;
       const started2 = forms.has(form);
       const state = stateOf(form);
-      state.touched.add(field);
-      if (field.type != "password" && !ignored(field)) state.lastField = field.name || field.getAttribute("id");
+      state.b.add(field);
+      if (field.type != "password" && !ignored(field)) state.e = field.name || field.getAttribute("id");
       if (!started2) send2("Form Started", form, state);
     });
     on(document, "submit", ({ target: form }) => {
       if (ignored(form)) return;
       const state = stateOf(form);
-      state.done = 1;
+      state.c = 1;
       send2("Form Submitted", form, state);
     });
   };
   var abandonForms = () => forms.forEach((state, form) => {
-    if (!state.done) send2("Form Abandoned", form, state);
-    state.done = 1;
+    if (!state.c) send2("Form Abandoned", form, state);
+    state.c = 1;
   });
 
   // src/frustration.js
   var WINDOW_MS = 1e3;
-  var burst = { clicks: 0 };
+  var burstElement;
+  var burstX;
+  var burstY;
+  var burstClicks = 0;
+  var burstTimer;
   var lastChange = 0;
   var endBurst = () => {
-    clearTimeout(burst.timer);
-    if (burst.clicks > 2) track("Rage Click", { ...describe(burst.element), clicks: burst.clicks });
-    burst = { clicks: 0 };
+    clearTimeout(burstTimer);
+    if (burstClicks > 2) track("Rage Click", { ...describe(burstElement), clicks: burstClicks });
+    burstElement = burstClicks = 0;
   };
   var frustration = () => {
-    watchDom(() => {
+    const changed = () => {
       lastChange = now();
-    });
-    on(document, "submit", () => {
-      lastChange = now();
-    });
+    };
+    watchDom(changed);
+    on(document, "submit", changed);
     on(document, "click", (event) => {
       const { target, clientX: x, clientY: y } = event;
       if (ignored(target)) return;
-      if (target != burst.element || Math.hypot(x - burst.x, y - burst.y) > 30) {
+      if (target != burstElement || Math.hypot(x - burstX, y - burstY) > 30) {
         endBurst();
-        burst = { element: target, x, y, clicks: 0 };
+        burstElement = target;
+        burstX = x;
+        burstY = y;
       }
-      burst.clicks++;
-      clearTimeout(burst.timer);
-      burst.timer = setTimeout(endBurst, WINDOW_MS);
+      burstClicks++;
+      clearTimeout(burstTimer);
+      burstTimer = setTimeout(endBurst, WINDOW_MS);
       const clickable = target.closest(CLICKABLE);
       if (!clickable) return;
       const clickedAt = now();
@@ -660,9 +643,7 @@
       name = 0;
     }
     enterPage();
-    const built = message("page", { properties: { ...pageInfo, ...properties } });
-    if (name) built.name = "" + name;
-    emit(built);
+    emit(message("page", { name: name ? "" + name : void 0, properties: { ...pageInfo, ...properties } }));
   };
   var navigate = (force) => {
     if (!force && !isNewPage()) return;
@@ -695,7 +676,7 @@
     if (options.forms) formTracking();
     if (options.frustration) frustration();
     on(window, "pagehide", () => leave(1));
-    on(document, "visibilitychange", () => document.hidden && leave());
+    on(document, "visibilitychange", () => document.hidden ? leave() : resumeEngagement());
     if (true) on(window, "pageshow", (event) => event.persisted && navigate(1));
   };
   var api = {
@@ -755,21 +736,20 @@
     segments: true ? segments : () => {
     }
   };
-  var run = ([command, ...args]) => {
+  var run = (commandLine) => {
+    const [command, ...args] = commandLine;
     if (command == "init") {
       if (options) return;
       api.init(args[0]);
       beforeInit.forEach(run);
       beforeInit = [];
-    } else if (!options) beforeInit.push([command, ...args]);
+    } else if (!options) beforeInit.push(commandLine);
     else if (api[command]) return api[command](...args);
   };
-  if (!(window.footfall && window.footfall.v)) {
-    const queued = window.footfall && window.footfall.q || [];
-    window.footfall = function() {
-      return run([...arguments]);
-    };
-    window.footfall.v = "0.1.0";
-    for (const args of queued) run([...args]);
+  var stub = window.footfall || {};
+  if (!stub.v) {
+    const footfall = window.footfall = (...commandLine) => run(commandLine);
+    footfall.v = "0.1.0";
+    for (const commandLine of stub.q || []) run([...commandLine]);
   }
 })();

@@ -2,11 +2,10 @@
 // Download detection uses GA4's list of file extensions.
 
 import { on, ignored, describe, CLICKABLE } from './util.js'
-import { options } from './options.js'
 import { scrubUrl } from './privacy.js'
 import { track } from './events.js'
 
-const DOWNLOADS = /\.(pdf|xlsx?|docx?|txt|rtf|csv|exe|key|pp[st]|xlsm|7z|pkg|rar|gz|zip|avi|mov|mp4|mpe?g|wmv|midi?|mp3|wav|wma)$/i
+const DOWNLOADS = /\.(pdf|xls[xm]?|docx?|txt|rtf|csv|exe|key|pp(s|tx?)|7z|pkg|rar|gz|zip|avi|mov|mp[34]|mpe?g|wmv|midi?|wav|wma)$/i
 
 export const clicks = () =>
   on(document, 'click', event => {
@@ -14,10 +13,11 @@ export const clicks = () =>
     if (!element || ignored(element)) return
     const properties = describe(element)
     const href = element.href
-    if (href && /^http/.test(href)) {
+    // An SVG link's href is an object, no http URL.
+    if (/^http/.test(href)) {
       const url = new URL(href)
       const download = DOWNLOADS.exec(url.pathname)
-      properties.href = scrubUrl(href, options.sensitiveParams)
+      properties.href = scrubUrl(href)
       properties.outbound = url.hostname != location.hostname
       properties.file_download = !!download
       if (download) properties.file_extension = download[1].toLowerCase()

@@ -12,8 +12,9 @@ let engagedMs = 0
 let countedUntil = now()
 let lastInput = countedUntil
 
-// Count engaged time up to time (no further than IDLE_MS after the last input).
-const countUntil = time => {
+// Count engaged time up to now (no further than IDLE_MS after the last input).
+const countUntilNow = () => {
+  const time = now()
   engagedMs += Math.max(0, Math.min(time, lastInput + IDLE_MS) - countedUntil)
   countedUntil = time
 }
@@ -21,12 +22,14 @@ const countUntil = time => {
 export const engage = () => {
   started = 1
   on(document, 'mousemove keydown scroll pointerdown touchstart', () => {
-    countUntil(now())
+    countUntilNow()
     lastInput = countedUntil
   })
-  on(document, 'visibilitychange', () => {
-    if (!document.hidden) countedUntil = lastInput = now()
-  })
+}
+
+// The page is visible again: counting starts over from now.
+export const resumeEngagement = () => {
+  countedUntil = lastInput = now()
 }
 
 // Emit Page Engaged for the time collected so far (if any) and start over.
@@ -34,7 +37,7 @@ export const engage = () => {
 // pagehide and visibilitychange, which both fire on leaving, report once.
 export const reportEngaged = stop => {
   if (!started) return
-  countUntil(now())
+  countUntilNow()
   if (stop) countedUntil = 1 / 0
   const reported = engagedMs
   engagedMs = 0

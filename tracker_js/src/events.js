@@ -10,32 +10,28 @@ import { pageInfo } from './page.js'
 const TIME_ZONE = Intl.DateTimeFormat().resolvedOptions().timeZone
 let held = []
 
-export const message = (type, fields) => {
-  const built = {
-    type,
-    messageId: uuid(),
-    timestamp: new Date().toISOString(),
-    context: {
-      library: { name: 'footfall.js', version: VERSION },
-      page: pageInfo,
-      userAgent: navigator.userAgent,
-      locale: navigator.language,
-      timezone: TIME_ZONE,
-      screen: { width: screen.width, height: screen.height },
-    },
-    ...fields,
-  }
-  if (identity.userId) built.userId = identity.userId
-  return built
-}
+// undefined fields (no userId yet, a page without a name) are left out of the JSON.
+export const message = (type, fields) => ({
+  type,
+  messageId: uuid(),
+  timestamp: new Date().toISOString(),
+  userId: identity.userId || undefined,
+  context: {
+    library: { name: 'footfall.js', version: VERSION },
+    page: pageInfo,
+    userAgent: navigator.userAgent,
+    locale: navigator.language,
+    timezone: TIME_ZONE,
+    screen: { width: screen.width, height: screen.height },
+  },
+  ...fields,
+})
 
 // Identity, session and consent are attached when a message is let through,
 // so messages held for consent get the ids that exist once it is given.
 export const stamp = built => {
-  const [sessionId, sessionStart] = touch()
   built.anonymousId = identity.anonymousId
-  built.context.sessionId = sessionId
-  if (sessionStart) built.context.sessionStart = true
+  touch(built.context)
   if (decision) built.context.consent = { categoryPreferences: decision }
   push(built)
 }

@@ -7,7 +7,8 @@
 import { now, on, ignored, selectorOf } from './util.js'
 import { track } from './events.js'
 
-// form -> { startedAt, touched: Set of fields, lastField, done }
+// form -> { startedAt_, touched_: Set of fields, lastField_, done_ } (a trailing _: internal,
+// the minifier shortens the name)
 const forms = new Map()
 
 const send = (event, form, state) =>
@@ -15,14 +16,14 @@ const send = (event, form, state) =>
     form_id: form.getAttribute('id') || '',
     form_name: form.getAttribute('name') || '',
     selector: selectorOf(form),
-    fields_touched: state.touched.size,
-    last_field: state.lastField || '',
-    ms_since_start: now() - state.startedAt,
+    fields_touched: state.touched_.size,
+    last_field: state.lastField_ || '',
+    ms_since_start: now() - state.startedAt_,
   })
 
 const stateOf = form => {
   let state = forms.get(form)
-  if (!state) forms.set(form, (state = { startedAt: now(), touched: new Set() }))
+  if (!state) forms.set(form, (state = { startedAt_: now(), touched_: new Set() }))
   return state
 }
 
@@ -32,14 +33,14 @@ export const formTracking = () => {
     if (!form || ignored(form)) return
     const started = forms.has(form)
     const state = stateOf(form)
-    state.touched.add(field)
-    if (field.type != 'password' && !ignored(field)) state.lastField = field.name || field.getAttribute('id')
+    state.touched_.add(field)
+    if (field.type != 'password' && !ignored(field)) state.lastField_ = field.name || field.getAttribute('id')
     if (!started) send('Form Started', form, state)
   })
   on(document, 'submit', ({ target: form }) => {
     if (ignored(form)) return
     const state = stateOf(form)
-    state.done = 1
+    state.done_ = 1
     send('Form Submitted', form, state)
   })
 }
@@ -47,6 +48,6 @@ export const formTracking = () => {
 // The page is being left: every started, unsubmitted form is abandoned (once).
 export const abandonForms = () =>
   forms.forEach((state, form) => {
-    if (!state.done) send('Form Abandoned', form, state)
-    state.done = 1
+    if (!state.done_) send('Form Abandoned', form, state)
+    state.done_ = 1
   })

@@ -9,32 +9,38 @@ import { now, on, ignored, describe, watchDom, CLICKABLE } from './util.js'
 import { track } from './events.js'
 
 const WINDOW_MS = 1000
-let burst = { clicks: 0 }
+// The burst of clicks in progress: its element, first click's position, count, end timer.
+let burstElement
+let burstX
+let burstY
+let burstClicks = 0
+let burstTimer
 let lastChange = 0
 
 const endBurst = () => {
-  clearTimeout(burst.timer)
-  if (burst.clicks > 2) track('Rage Click', { ...describe(burst.element), clicks: burst.clicks })
-  burst = { clicks: 0 }
+  clearTimeout(burstTimer)
+  if (burstClicks > 2) track('Rage Click', { ...describe(burstElement), clicks: burstClicks })
+  burstElement = burstClicks = 0
 }
 
 export const frustration = () => {
-  watchDom(() => {
+  const changed = () => {
     lastChange = now()
-  })
-  on(document, 'submit', () => {
-    lastChange = now()
-  })
+  }
+  watchDom(changed)
+  on(document, 'submit', changed)
   on(document, 'click', event => {
     const { target, clientX: x, clientY: y } = event
     if (ignored(target)) return
-    if (target != burst.element || Math.hypot(x - burst.x, y - burst.y) > 30) {
+    if (target != burstElement || Math.hypot(x - burstX, y - burstY) > 30) {
       endBurst()
-      burst = { element: target, x, y, clicks: 0 }
+      burstElement = target
+      burstX = x
+      burstY = y
     }
-    burst.clicks++
-    clearTimeout(burst.timer)
-    burst.timer = setTimeout(endBurst, WINDOW_MS)
+    burstClicks++
+    clearTimeout(burstTimer)
+    burstTimer = setTimeout(endBurst, WINDOW_MS)
 
     const clickable = target.closest(CLICKABLE)
     if (!clickable) return

@@ -11,7 +11,7 @@ import { get, set, remove } from './store.js'
 export let anonymousId
 export let userId
 
-const idCookie = () => (document.cookie.match(/(?:^|; )ff_id=([\w-]+)/) || [])[1]
+const idCookie = () => document.cookie.match(/(?:^|; )ff_id=([\w-]+)/)?.[1]
 
 export const load = () => {
   anonymousId = get('a') || (F_ID_COOKIE && idCookie()) || uuid()

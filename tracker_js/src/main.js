@@ -16,7 +16,7 @@ import { clicks } from './clicks.js'
 import { scroll, resetScroll, checkScroll } from './scroll.js'
 import { hover, endHover } from './hover.js'
 import { video } from './video.js'
-import { engage, reportEngaged } from './engage.js'
+import { engage, reportEngaged, resumeEngagement } from './engage.js'
 import { dataLayer } from './datalayer.js'
 import { views, resetViews } from './views.js'
 import { formTracking, abandonForms } from './forms.js'
@@ -31,9 +31,7 @@ const page = (name, properties) => {
     name = 0
   }
   enterPage()
-  const built = message('page', { properties: { ...pageInfo, ...properties } })
-  if (name) built.name = '' + name
-  emit(built)
+  emit(message('page', { name: name ? '' + name : undefined, properties: { ...pageInfo, ...properties } }))
 }
 
 // After an SPA navigation (or, forced, a restore from the back/forward
@@ -76,7 +74,7 @@ const startFeatures = () => {
   if (F_FORMS && options.forms) formTracking()
   if (F_FRUSTRATION && options.frustration) frustration()
   on(window, 'pagehide', () => leave(1))
-  on(document, 'visibilitychange', () => document.hidden && leave())
+  on(document, 'visibilitychange', () => (document.hidden ? leave() : F_ENGAGEMENT && resumeEngagement()))
   if (F_LIFECYCLE) on(window, 'pageshow', event => event.persisted && navigate(1))
 }
 
@@ -143,21 +141,20 @@ const api = {
 }
 
 // Run one command; before init, commands wait.
-const run = ([command, ...args]) => {
+const run = commandLine => {
+  const [command, ...args] = commandLine
   if (command == 'init') {
     if (options) return
     api.init(args[0])
     beforeInit.forEach(run)
     beforeInit = []
-  } else if (!options) beforeInit.push([command, ...args])
+  } else if (!options) beforeInit.push(commandLine)
   else if (api[command]) return api[command](...args)
 }
 
-if (!(window.footfall && window.footfall.v)) {
-  const queued = (window.footfall && window.footfall.q) || []
-  window.footfall = function () {
-    return run([...arguments])
-  }
-  window.footfall.v = VERSION
-  for (const args of queued) run([...args])
+const stub = window.footfall || {}
+if (!stub.v) {
+  const footfall = (window.footfall = (...commandLine) => run(commandLine))
+  footfall.v = VERSION
+  for (const commandLine of stub.q || []) run([...commandLine])
 }

@@ -34,7 +34,7 @@ export let options
 
 export const configure = given => {
   options = { ...DEFAULTS, ...given }
-  options.endpoint = (options.endpoint || new URL((script && script.src) || location).origin).replace(/\/$/, '')
+  options.endpoint = (options.endpoint || new URL(script?.src || location).origin).replace(/\/$/, '')
 }
 
 // With debug: true every refusal, failure and error is written to the console.

@@ -22,18 +22,17 @@ export const isNewPage = () => currentKey != pageKey()
 // referrer); force: a new view of the same URL (a back/forward cache restore).
 // Called again for the same view it only refreshes url, title and search.
 export const enterPage = force => {
-  const scrub = url => scrubUrl(url, options.sensitiveParams)
   if (force || isNewPage()) {
     // The first page view's referrer is the document's; an SPA view's is the previous view's URL.
-    pageReferrer = pageInfo ? pageInfo.url : scrub(document.referrer)
+    pageReferrer = pageInfo ? pageInfo.url : scrubUrl(document.referrer)
     currentKey = pageKey()
   }
   pageInfo = {
-    url: scrub(location.href),
+    url: scrubUrl(location.href),
     path: location.pathname,
     referrer: pageReferrer,
     title: document.title,
-    search: scrub(location.search),
+    search: scrubUrl(location.search),
   }
 }
 

@@ -5,20 +5,22 @@
 // matches when it, or one of its words (split at _ - . and camelCase), is
 // listed; the sensitiveParams option adds names.
 
-const SENSITIVE_WORD =
-  /^(e?mail|phone|tel|mobile|((access|refresh|id)?token)|pass(wd|word)?|pwd|secret|(api)?key|session(id)?|sid|auth(orization)?|code|otp|pin|ssn|sig(nature)?|jwt|credentials?)$/
+import { options } from './options.js'
 
-const isSensitive = (name, extraNames) =>
+const SENSITIVE_WORD =
+  /^(e?mail|phone|tel|mobile|(access|refresh|id)?token|pass(wd|word)?|pwd|secret|(api)?key|session(id)?|sid|auth(orization)?|code|otp|pin|ssn|sig(nature)?|jwt|credentials?)$/
+
+const isSensitive = name =>
   [name, ...(name.match(/[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])/g) || [])].some(word => {
     word = word.toLowerCase()
-    return SENSITIVE_WORD.test(word) || extraNames.includes(word)
+    return SENSITIVE_WORD.test(word) || options.sensitiveParams.includes(word)
   })
 
 // url: a URL or a bare "?query"; what comes after "#" is left alone.
-export const scrubUrl = (url, extraNames) =>
+export const scrubUrl = url =>
   !F_URL_SCRUB
     ? url
     : url.replace(/\?([^#]*)/, (query, parameters) => {
-        const kept = parameters.split('&').filter(part => !isSensitive(part.split('=')[0], extraNames))
+        const kept = parameters.split('&').filter(part => !isSensitive(part.split('=')[0]))
         return kept.length ? '?' + kept.join('&') : ''
       })

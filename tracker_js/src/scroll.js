@@ -7,26 +7,24 @@ import { on } from './util.js'
 import { options } from './options.js'
 import { track } from './events.js'
 
-let marksSent
 let sendMarks
+// The deepest percent of this page view: the marks up to it were sent.
 export let maxScroll
 
 export const resetScroll = () => {
-  marksSent = {}
   maxScroll = 0
 }
 
 export const checkScroll = () => {
   const pageHeight = document.documentElement.scrollHeight
   const viewportHeight = innerHeight
-  const percent = pageHeight <= viewportHeight ? 100 : Math.min(100, Math.round(((scrollY + viewportHeight) / pageHeight) * 100))
-  if (percent > maxScroll) maxScroll = percent
+  // A page no taller than the viewport is seen whole: 100.
+  const percent = Math.min(100, Math.round(((scrollY + viewportHeight) / pageHeight) * 100))
   if (sendMarks)
     for (const mark of options.scrollMarks)
-      if (percent >= mark && !marksSent[mark]) {
-        marksSent[mark] = 1
+      if (percent >= mark && mark > maxScroll)
         track('Scroll Depth Reached', { depth_percent: mark, page_height: pageHeight, viewport_height: viewportHeight })
-      }
+  if (percent > maxScroll) maxScroll = percent
 }
 
 // send false: only measure maxScroll (for Page Engaged), send nothing.

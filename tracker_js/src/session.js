@@ -9,19 +9,18 @@ import { options } from './options.js'
 // { i: id, s: started at, l: last message at } (short keys: it is stored)
 let inMemory
 
-// Returns [sessionId, isFirstMessageOfSession].
-export const touch = () => {
+// Put the session in a message's context: sessionId, and sessionStart on its first message.
+export const touch = context => {
   const time = now()
   let session = get('s') || inMemory
-  let isNew
   if (!session || time - session.l > options.sessionTimeout || time - session.s > options.sessionMaxAge) {
     session = { i: uuid(), s: time }
-    isNew = true
+    context.sessionStart = true
   }
+  context.sessionId = session.i
   session.l = time
   inMemory = session
   set('s', session)
-  return [session.i, isNew]
 }
 
 export const endSession = () => {

@@ -17,15 +17,20 @@ export const enable = allowed => {
   writable = allowed
 }
 
-export const get = key => attempt(() => JSON.parse(localStorage.getItem(PREFIX + key)))
+// Named properties of localStorage are its items (a missing one reads as undefined).
+export const get = key => attempt(() => JSON.parse(localStorage[PREFIX + key]))
 
 // Store text that already is JSON (the queue keeps its messages serialized).
 // force: the consent decision itself, remembered even when storage is refused.
-export const putJson = (key, json, force) => (writable || force) && attempt(() => localStorage.setItem(PREFIX + key, json))
+export const putJson = (key, json, force) =>
+  (writable || force) &&
+  attempt(() => {
+    localStorage[PREFIX + key] = json
+  })
 
 export const set = (key, value, force) => putJson(key, JSON.stringify(value), force)
 
-export const remove = key => attempt(() => localStorage.removeItem(PREFIX + key))
+export const remove = key => attempt(() => delete localStorage[PREFIX + key])
 
 // Keys (without prefix) of stored items whose name starts with prefix.
 export const keys = prefix =>

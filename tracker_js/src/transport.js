@@ -7,14 +7,14 @@
 // for the page. A page closing mid-request keeps its copy in storage and the
 // next page sends it again: the collector deduplicates by messageId.
 
-import { on } from './util.js'
+import { on, uuid } from './util.js'
 import { get, putJson, remove, keys } from './store.js'
 import { options, debugLog } from './options.js'
 import { receiveSegments } from './segments.js'
 
 // Browsers allow 64 KB of keepalive request bodies in flight per page.
 const MAX_REQUEST_BYTES = 6e4
-const storageKey = 'q' + Math.random().toString(36).slice(2)
+const storageKey = 'q' + uuid()
 
 // JSON text of each message not yet acknowledged, oldest first.
 let queue = []
@@ -27,8 +27,11 @@ let stoppedByStatus
 // What stats() reports besides the queue length; refused/failed/errors map a reason to a count.
 const counts = { dropped: 0, refused: {}, failed: {}, errors: {} }
 
-const count = (table, reason, number = 1) => {
+// One more refusal, failure or error (by reason) in stats(); logged with debug: true.
+const count = (kind, reason, number, ...details) => {
+  const table = counts[kind]
   table[reason] = (table[reason] || 0) + number
+  debugLog(kind, reason, ...details)
 }
 
 // Bound the queue (1000 messages, 500 KB; oldest dropped, counted), then mirror it.
@@ -65,25 +68,13 @@ const retryLater = retryAfterSeconds => {
 const readAnswer = (status, answer) => {
   if (F_SEGMENTS && answer.segments) receiveSegments(answer.segments)
   if (!F_ANSWERS) return
-  if (status > 399) {
-    count(counts.errors, answer.error || status)
-    debugLog(status, answer.error, answer.detail)
-  }
-  for (const reason in answer.refused) {
-    count(counts.refused, reason, answer.refused[reason])
-    debugLog('refused', reason, answer.refused[reason])
-  }
-  for (const failure of answer.failed || []) {
-    count(counts.failed, failure.reason)
-    debugLog('failed', failure.reason, failure.messageId, failure.errors)
-  }
+  if (status > 399) count('errors', answer.error || status, 1, status, answer.detail)
+  for (const reason in answer.refused) count('refused', reason, answer.refused[reason], answer.refused[reason])
+  for (const failure of answer.failed || []) count('failed', failure.reason, 1, failure.messageId, failure.errors)
 }
 
 const send = (batch, bytes) => {
   for (const message of batch) inFlight.add(message)
-  const answered = () => {
-    for (const message of batch) inFlight.delete(message)
-  }
   const body =
     '{"batch":[' + batch.join() + '],"sentAt":"' + new Date().toISOString() + '","writeKey":' + JSON.stringify(options.writeKey) + '}'
   fetch(options.endpoint + options.apiPath, {
@@ -92,9 +83,11 @@ const send = (batch, bytes) => {
     headers: { 'Content-Type': 'text/plain' },
     keepalive: bytes < MAX_REQUEST_BYTES,
     credentials: options.credentials,
-  }).then(
-    response => {
-      answered()
+  })
+    .finally(() => {
+      for (const message of batch) inFlight.delete(message)
+    })
+    .then(response => {
       const status = response.status
       if (status == 429 || status > 499) return retryLater(parseFloat(response.headers.get('Retry-After')))
       // Delivered (2xx), or never to be accepted (4xx): off the queue either way.
@@ -103,7 +96,7 @@ const send = (batch, bytes) => {
       if (status > 399) counts.dropped += batch.length
       // A wrong write key or origin will not fix itself: stop, and say so once.
       if (status == 401 || status == 403) {
-        stoppedByStatus = status
+        stoppedByStatus = 1
         counts.dropped += queue.length
         queue = []
       }
@@ -114,26 +107,18 @@ const send = (batch, bytes) => {
           .json()
           .catch(() => ({}))
           .then(answer => readAnswer(status, answer))
-    },
-    () => {
-      answered()
-      retryLater()
-    },
-  )
+    }, () => retryLater())
 }
 
 export const start = () => on(window, 'online', () => flush(true))
 
-// Take over queues that earlier pages (or other tabs) left behind.
+// Take over queues that earlier pages (or other tabs) left behind, before our own.
 export const adopt = () => {
-  let adopted = []
-  for (const key of keys('q')) {
+  for (const key of keys('q'))
     if (key != storageKey) {
-      adopted = adopted.concat(get(key) || [])
+      queue = (get(key) || []).map(message => JSON.stringify(message)).concat(queue)
       remove(key)
     }
-  }
-  queue = adopted.map(message => JSON.stringify(message)).concat(queue)
   save()
   schedule(0)
 }

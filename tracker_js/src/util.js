@@ -2,10 +2,13 @@
 
 export const now = () => Date.now()
 
-// RFC 4122 version 4 id from crypto.getRandomValues (randomUUID needs a secure context).
-export const uuid = () =>
-  ([1e7] + -1e3 + -4e3 + -8e3 + -1e11).replace(/[018]/g, digit =>
-    (digit ^ (crypto.getRandomValues(new Uint8Array(1))[0] & (15 >> (digit / 4)))).toString(16))
+// A random (version 4) UUID. crypto.randomUUID needs a secure context; a blob:
+// URL ends in one everywhere (its registration is revoked at once).
+export const uuid = () => {
+  const url = URL.createObjectURL(new Blob())
+  URL.revokeObjectURL(url)
+  return url.slice(-36)
+}
 
 // Capturing + passive: sees events even when the page stops propagation, never blocks scrolling.
 export const on = (target, types, listener) => {

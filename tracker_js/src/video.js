@@ -7,33 +7,33 @@ import { on, ignored, round2 } from './util.js'
 import { track } from './events.js'
 
 export const video = () => {
-  // Per element: { started, playing, [mark]: sent }
+  // Per element: { started_, playing_, [mark]: sent } (a trailing _: internal, shortened)
   const stateOf = new WeakMap()
   on(document, 'playing pause seeked timeupdate ended', ({ target: media, type }) => {
     if (!(media instanceof HTMLMediaElement) || ignored(media)) return
-    const duration = media.duration
+    const { duration, currentTime } = media
     const length = isFinite(duration) ? round2(duration) : null
-    const percent = length ? Math.min(100, Math.floor((media.currentTime / duration) * 100)) : 0
+    const percent = length ? Math.min(100, Math.floor((currentTime / duration) * 100)) : 0
     const state = stateOf.get(media) || {}
+    stateOf.set(media, state)
     const send = (name, reportedPercent = percent) =>
       track('Video ' + name, {
         video_id: media.id || media.currentSrc,
         src: media.currentSrc,
         title: media.title || media.ariaLabel || '',
         media_type: media.localName,
-        position: round2(media.currentTime),
+        position: round2(currentTime),
         total_length: length,
         percent: reportedPercent,
       })
-    stateOf.set(media, state)
     if (type == 'playing') {
       // 'playing' (not 'play'): the duration is known by then. It also fires
       // when playback recovers from buffering, which is not a resume.
-      if (!state.playing) send(state.started ? 'Playback Resumed' : 'Playback Started')
-      state.started = state.playing = 1
+      if (!state.playing_) send(state.started_ ? 'Playback Resumed' : 'Playback Started')
+      state.started_ = state.playing_ = 1
     } else if (type == 'pause') {
       // A pause event also precedes 'ended'; that one is not the user's.
-      state.playing = 0
+      state.playing_ = 0
       if (!media.ended) send('Playback Paused')
     } else if (type == 'seeked') send('Playback Seek Completed')
     else {

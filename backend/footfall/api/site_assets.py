@@ -39,8 +39,7 @@ class TrackerFiles:
     variants: dict[str, bytes]  # content-coding ("identity", "br", "gzip") -> bytes
 
 
-@lru_cache(maxsize=1)
-def _tracker_files() -> TrackerFiles:
+def _read_tracker_files() -> TrackerFiles:
     path = tracker_file()
     variants = {"identity": path.read_bytes()}
     for coding, suffix in ENCODINGS:
@@ -48,6 +47,16 @@ def _tracker_files() -> TrackerFiles:
         if compressed.is_file():
             variants[coding] = compressed.read_bytes()
     return TrackerFiles(hashlib.sha256(variants["identity"]).hexdigest()[:16], variants)
+
+
+def _tracker_files(request: Request) -> TrackerFiles:
+    """The app's copy, read on its first request for the script (per app, not per module:
+    each app, like each test's collector, serves the files as they were when it started
+    serving them)."""
+    files: TrackerFiles | None = getattr(request.app.state, "tracker_files", None)
+    if files is None:
+        files = request.app.state.tracker_files = _read_tracker_files()
+    return files
 
 
 def accepted_codings(header: str | None) -> set[str]:
@@ -70,7 +79,7 @@ async def tracker_script(request: Request) -> Response:
     """Served at a path not named like a tracker (``FOOTFALL_TRACKER_PATH``), cacheable,
     brotli- or gzip-compressed as the client accepts."""
     try:
-        files = _tracker_files()
+        files = _tracker_files(request)
     except FileNotFoundError:
         return Response("tracker not built: run `npm run build` in tracker_js/", 404)
     accepted = accepted_codings(request.headers.get("accept-encoding"))
