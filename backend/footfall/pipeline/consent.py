@@ -33,13 +33,13 @@ unless analytics is granted). Ids erased with suppression are refused ``erased``
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from footfall.pipeline.normalize import corrected_timestamp, parse_timestamp
-from footfall.pipeline.privacy import PiiKey, stored_anonymous_id
+from footfall.pipeline.privacy import Hasher, PiiKey, memo_key, stored_anonymous_id
 from footfall.pipeline.types import Draft, Refused, RequestContext
 from footfall.pipeline.validate import Invalid
 from footfall.schemas.registry import slugify
@@ -145,10 +145,20 @@ def claimed_analytics(message: dict[str, Any]) -> bool | None:
 
 def opted_out(ctx: RequestContext) -> bool:
     """Sec-GPC (if the site honors it, the default) or DNT (if it opted in) says no."""
-    settings, headers = ctx.site.settings, ctx.headers
-    return (settings.get("honor_gpc", True) and headers.get("sec-gpc", "").strip() == "1") or (
-        settings.get("honor_dnt", False) and headers.get("dnt", "").strip() == "1"
+    settings = ctx.site.settings
+    headers = ctx.headers
+    gpc, dnt = ctx.memo.of(_SIGNALS, headers, lambda: _signals(headers))
+    return bool(settings.get("honor_gpc", True) and gpc) or bool(
+        settings.get("honor_dnt", False) and dnt
     )
+
+
+_SIGNALS = "consent.signals"  # RequestMemo key
+
+
+def _signals(headers: Mapping[str, str]) -> tuple[bool, bool]:
+    """(Sec-GPC: 1, DNT: 1) of a request, read once per request."""
+    return headers.get("sec-gpc", "").strip() == "1", headers.get("dnt", "").strip() == "1"
 
 
 def analytics_consent(message: dict[str, Any], ctx: RequestContext) -> str:
@@ -195,7 +205,7 @@ def _decided_at(message: dict[str, Any], ctx: RequestContext) -> datetime:
 
 
 def new_entry(
-    key: PiiKey,
+    key: Hasher,
     *,
     anonymous_id: str | None,
     user_id: str | None,
@@ -223,7 +233,7 @@ def ledger_entry(message: dict[str, Any], ctx: RequestContext, key: PiiKey) -> L
     version = properties.get("policy_version")
     anonymous_id, user_id = subject_ids(message)
     return new_entry(
-        key,
+        memo_key(key, ctx.memo),
         anonymous_id=anonymous_id,
         user_id=user_id,
         purposes={k: v for k, v in properties.items() if isinstance(v, bool)},

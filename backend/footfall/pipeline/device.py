@@ -295,18 +295,35 @@ def detect(ua: str | None, hints: ClientHints) -> Device:
     return apply_hints(device, hints)
 
 
+_NO_HINTS = ClientHints()
+_HEADER_HINTS = "device.header_hints"  # RequestMemo keys
+_DEVICE = "device.device"
+
+
 def device_step(draft: Draft, ctx: RequestContext) -> None:
-    """Pipeline step: set the device columns; refuse bots unless the site allows them."""
+    """Pipeline step: set the device columns; refuse bots unless the site allows them.
+
+    The request's client-hint headers are parsed once per request, and the device
+    of one (UA, hints) pair is worked out once per request (ctx.memo).
+    """
     context = draft.message.get("context")
     context = context if isinstance(context, dict) else {}
     ua = context.get("userAgent")
     ua = ua if isinstance(ua, str) and ua else ctx.user_agent
-    hints = hints_from_context(context.get("userAgentData"))
+    data = context.get("userAgentData")
+    hints = _NO_HINTS if data is None else hints_from_context(data)
+    memo = ctx.memo
     if not hints.present and ua == ctx.user_agent:
         # Request headers describe the sender of the request; they apply only when
         # the message's UA is the request's own (a browser sending for itself).
-        hints = hints_from_headers(ctx.headers)
-    device = detect(ua, hints)
-    if device.is_bot and not ctx.site.settings.get("allow_bots", False):
+        headers = ctx.headers
+        hints = memo.of(_HEADER_HINTS, headers, lambda: hints_from_headers(headers))
+    is_bot, columns = memo.once((_DEVICE, ua, hints), lambda: _detected(ua, hints))
+    if is_bot and not ctx.site.settings.get("allow_bots", False):
         raise Refused(BOT)
-    draft.columns.update(device.columns())
+    draft.columns.update(columns)
+
+
+def _detected(ua: str | None, hints: ClientHints) -> tuple[bool, dict[str, Any]]:
+    device = detect(ua, hints)
+    return device.is_bot, device.columns()

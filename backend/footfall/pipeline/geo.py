@@ -41,6 +41,9 @@ HOW_TO_ENABLE = (
 )
 
 
+_GEO = "geo.lookup"  # RequestMemo key
+
+
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 1)
 
@@ -119,9 +122,11 @@ class GeoStep:
     geo: GeoLookup | None
 
     def __call__(self, draft: Draft, ctx: RequestContext) -> None:
-        if self.geo is None or not ctx.ip:
+        geo, ip = self.geo, ctx.ip
+        if geo is None or not ip:
             return
-        columns = self.geo.lookup(ctx.ip)
+        # One look-up per request: every message of a batch comes from its IP.
+        columns = ctx.memo.once((_GEO, geo, ip), lambda: geo.lookup(ip))
         if draft.anonymous:
             columns = {k: v for k, v in columns.items() if k == "geo_country"}
         draft.columns.update(columns)

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from footfall.pipeline.privacy import PSEUDONYMIZED_MARK, PiiKey, stored_anonymous_id
+from footfall.pipeline.privacy import PSEUDONYMIZED_MARK, PiiKey, memo_key, stored_anonymous_id
 from footfall.pipeline.types import Draft, EventRow, RequestContext
 
 # Values SDKs and buggy integrations send in place of an id (PostHog's list and
@@ -111,7 +111,9 @@ class IdentityHygiene:
             and isinstance(previous, str | int | float)
             and not isinstance(previous, bool)
         ):
-            draft.extras[PREVIOUS_AS_ANONYMOUS] = stored_anonymous_id(previous, self.key)
+            draft.extras[PREVIOUS_AS_ANONYMOUS] = stored_anonymous_id(
+                previous, memo_key(self.key, ctx.memo)
+            )
 
 
 # --- link decisions -------------------------------------------------------------

@@ -105,6 +105,8 @@ def message_id(message: dict[str, Any], site_id: int) -> str:
 
 
 def _str(value: Any) -> str | None:
+    if isinstance(value, str):
+        return value
     if value is None or isinstance(value, dict | list):
         return None
     return str(value)

@@ -34,7 +34,7 @@ from footfall.pipeline.scrub import (
     scrub_value,
     zone_name,
 )
-from footfall.pipeline.types import Draft, RequestContext, Site
+from footfall.pipeline.types import Draft, RequestContext, RequestMemo, Site
 from footfall.schemas.registry import SchemaRegistry
 
 # Trait names (Segment's reserved traits and common variants) that carry PII.
@@ -111,6 +111,50 @@ class Keyring:
         return list(dict.fromkeys([*stored, str(anonymous_id)]))
 
 
+class MemoKey:
+    """A :class:`PiiKey` that remembers its results for one request (:func:`memo_key`).
+
+    An id that several messages of a batch carry (the visitor's userId on each of
+    them) costs one HMAC per request instead of one per message; an anonymousId
+    is checked for personal data once. The results are the key's own: same key,
+    same value, same hash.
+    """
+
+    __slots__ = ("_hashes", "_stored", "key", "key_id")
+
+    def __init__(self, key: PiiKey) -> None:
+        self.key = key
+        self.key_id = key.key_id
+        self._hashes: dict[str, str] = {}
+        self._stored: dict[str, str] = {}
+
+    def hash(self, value: str) -> str:
+        found = self._hashes.get(value)
+        if found is None:
+            found = self._hashes[value] = self.key.hash(value)
+        return found
+
+    def stored_anonymous_id(self, text: str) -> str:
+        found = self._stored.get(text)
+        if found is None:
+            found = self._stored[text] = self.hash(text) if _looks_personal(text) else text
+        return found
+
+
+# A key, or the same key remembering its results for the request.
+Hasher = PiiKey | MemoKey
+_MEMO_KEY = "privacy.key"  # RequestMemo keys
+_SCRUB = "privacy.scrub"
+_VISITOR = "privacy.visitor"
+
+
+def memo_key(key: Hasher, memo: RequestMemo) -> MemoKey:
+    """``key`` with its results kept in the request's memo (one per key and request)."""
+    if isinstance(key, MemoKey):
+        return key
+    return memo.once((_MEMO_KEY, key), lambda: MemoKey(key))
+
+
 def keyring_of(key_id: str, secret: str, previous: Iterable[tuple[str, str]] = ()) -> Keyring:
     """The keyring from configuration (``FOOTFALL_PII_KEY[_ID]``, ``…_PREVIOUS_KEYS``)."""
     return Keyring(
@@ -122,17 +166,19 @@ def _looks_personal(value: str) -> bool:
     return "@" in value or redact_text(value) != value
 
 
-def stored_anonymous_id(value: Any, key: PiiKey) -> str:
+def stored_anonymous_id(value: Any, key: Hasher) -> str:
     """anonymousId as stored: kept (a random device id), hashed if it is an email, a phone
     number or an IP address.
 
     The choice depends on the value alone, so one id is always stored the same way.
     """
     text = str(value)
+    if isinstance(key, MemoKey):
+        return key.stored_anonymous_id(text)
     return key.hash(text) if _looks_personal(text) else text
 
 
-def _hash_id(value: Any, key: PiiKey) -> Any:
+def _hash_id(value: Any, key: Hasher) -> Any:
     """An id field hashed by value: a scalar's text, or an array's or object's JSON.
 
     A non-string id fails validation, but the message is still kept in
@@ -143,7 +189,7 @@ def _hash_id(value: Any, key: PiiKey) -> Any:
     return _hash_any(value, key)
 
 
-def _anonymous_id(value: Any, key: PiiKey) -> Any:
+def _anonymous_id(value: Any, key: Hasher) -> Any:
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, str | int | float):
@@ -151,7 +197,7 @@ def _anonymous_id(value: Any, key: PiiKey) -> Any:
     return _hash_any(value, key)  # an array or object: hashed whole, like any non-string id
 
 
-def _hash_any(value: Any, key: PiiKey) -> str:
+def _hash_any(value: Any, key: Hasher) -> str:
     """A scalar's text, or an object's canonical JSON (e.g. an address), hashed."""
     if isinstance(value, str | int | float) and not isinstance(value, bool):
         return key.hash(str(value))
@@ -226,7 +272,7 @@ class PrivacyPolicy:
 
 
 def _traits(
-    traits: Any, key: PiiKey, policy: Policy, scrub: Callable[[str], str], hashed: bool
+    traits: Any, key: Hasher, policy: Policy, scrub: Callable[[str], str], hashed: bool
 ) -> Any:
     if not isinstance(traits, dict):
         return scrub_value(traits, scrub)
@@ -240,7 +286,7 @@ def _traits(
     }
 
 
-def _kept(name: str, value: Any, key: PiiKey, scrub: Callable[[str], str]) -> Any:
+def _kept(name: str, value: Any, key: Hasher, scrub: Callable[[str], str]) -> Any:
     """A field kept as sent (an id, a time, a technical value), if it holds what it should.
 
     Where a string or number belongs, anything else is hashed whole (it may hold an
@@ -260,7 +306,10 @@ def _kept(name: str, value: Any, key: PiiKey, scrub: Callable[[str], str]) -> An
 
 
 def pseudonymize(
-    message: dict[str, Any], key: PiiKey, policy: Policy = DEFAULT_POLICY
+    message: dict[str, Any],
+    key: Hasher,
+    policy: Policy = DEFAULT_POLICY,
+    memo: RequestMemo | None = None,
 ) -> dict[str, Any]:
     """A copy of ``message`` safe to store: ids and PII traits hashed, text scrubbed, no IP.
 
@@ -268,12 +317,17 @@ def pseudonymize(
     (process.py), so failed_events hold no raw PII either. Idempotent: a message
     already marked (a replayed failure) is not hashed again, but its text is
     scrubbed again under ``policy``, so rules added since it failed (a new
-    sensitive parameter) apply when it is replayed.
+    sensitive parameter) apply when it is replayed. With the request's ``memo``, an id
+    is hashed and a string scrubbed once per request (the same results).
     """
     hashed = bool(message.get(PSEUDONYMIZED_MARK))
+    if memo is not None:
+        key = memo_key(key, memo)
+        scrub = scrubber(policy, memo)
+    else:
 
-    def scrub(text: str) -> str:
-        return scrub_string(text, policy.params)
+        def scrub(text: str) -> str:
+            return scrub_string(text, policy.params)
 
     out: dict[str, Any] = {}
     for name, value in message.items():
@@ -313,11 +367,34 @@ def pseudonymize(
     return out
 
 
+def scrubber(policy: Policy, memo: RequestMemo) -> Callable[[str], str]:
+    """:func:`scrub_string` under ``policy``, each distinct string scrubbed once per request.
+
+    A batch repeats most of its strings (the page, the referrer, the library,
+    property names): the memo's table maps each to its scrubbed text.
+    """
+    return memo.once((_SCRUB, policy), lambda: _Scrubbed(policy.params).__getitem__)
+
+
+class _Scrubbed(dict[str, str]):
+    """Text -> scrubbed text, filled on first use: a hit is a plain dict look-up."""
+
+    __slots__ = ("params",)
+
+    def __init__(self, params: ParamPolicy) -> None:
+        super().__init__()
+        self.params = params
+
+    def __missing__(self, text: str) -> str:
+        scrubbed = self[text] = scrub_string(text, self.params)
+        return scrubbed
+
+
 # --- schema annotations ("x-footfall-pii") ---------------------------------------------
 
 
 def _apply_rule(
-    value: Any, path: tuple[str, ...], action: str, key: PiiKey, anonymous: bool
+    value: Any, path: tuple[str, ...], action: str, key: Hasher, anonymous: bool
 ) -> Any:
     """``value`` (a properties object) with ``action`` applied at ``path``."""
     if not path:
@@ -340,7 +417,7 @@ def _apply_rule(
 
 
 def apply_schema_rules(
-    properties: Any, rules: Iterable[tuple[tuple[str, ...], str]], key: PiiKey, anonymous: bool
+    properties: Any, rules: Iterable[tuple[tuple[str, ...], str]], key: Hasher, anonymous: bool
 ) -> Any:
     """Hash, drop or redact the properties a schema marks ``x-footfall-pii``."""
     for path, action in rules:
@@ -421,6 +498,7 @@ def privacy_step(
 
     def step(draft: Draft, ctx: RequestContext) -> None:
         policy = policies.for_site(ctx.site)
+        hasher = memo_key(key, ctx.memo)
         message = draft.message
         rules = (
             draft.pii
@@ -432,12 +510,12 @@ def privacy_step(
             message = {
                 **message,
                 "properties": apply_schema_rules(
-                    message["properties"], rules, key, draft.anonymous
+                    message["properties"], rules, hasher, draft.anonymous
                 ),
             }
         if draft.anonymous:
             message = strip_identifiers(message)
-        pseudonymized = pseudonymize(message, key, policy)
+        pseudonymized = pseudonymize(message, hasher, policy, ctx.memo)
         draft.message = pseudonymized
         hashed = _holds_hashes(message, pseudonymized, policy, rules, draft.anonymous)
         draft.columns["pii_key_id"] = key.key_id if hashed else None
@@ -486,13 +564,18 @@ def _visitor(draft: Draft, ctx: RequestContext, salts: SaltRing | None) -> str |
     context = draft.message.get("context")
     agent = context.get("userAgent") if isinstance(context, dict) else None
     user_agent = agent if isinstance(agent, str) else (ctx.user_agent or "")
+    site_id, ip, memo = ctx.site.id, ctx.ip, ctx.memo
     if previous is not None:
         # The writer keeps yesterday's hash for a visitor active across midnight
         # (storage/salts.py, continue_visitors).
-        draft.extras["previous_visitor_hash"] = visitor_hash(
-            previous, ctx.site.id, ctx.ip, user_agent
+        draft.extras["previous_visitor_hash"] = memo.once(
+            (_VISITOR, previous, site_id, ip, user_agent),
+            lambda: visitor_hash(previous, site_id, ip, user_agent),
         )
-    return visitor_hash(current, ctx.site.id, ctx.ip, user_agent)
+    return memo.once(
+        (_VISITOR, current, site_id, ip, user_agent),
+        lambda: visitor_hash(current, site_id, ip, user_agent),
+    )
 
 
 def failure_record(
@@ -508,7 +591,8 @@ def failure_record(
     from footfall.pipeline.consent import may_identify
 
     if message.get(PSEUDONYMIZED_MARK):
-        return pseudonymize(message, key, policy)  # a replayed failure: scrubbed again only
+        # A replayed failure: scrubbed again only.
+        return pseudonymize(message, key, policy, ctx.memo)
     anonymous = not may_identify(message, ctx)
     event = message.get("event")
     if (
@@ -518,11 +602,13 @@ def failure_record(
     ):
         schema = registry.event_schema(event, None, ctx.site.schema_dir)
         if schema is not None and schema.pii:
-            properties = apply_schema_rules(message["properties"], schema.pii, key, anonymous)
+            properties = apply_schema_rules(
+                message["properties"], schema.pii, memo_key(key, ctx.memo), anonymous
+            )
             message = {**message, "properties": properties}
     if anonymous:
         message = strip_identifiers(message)
-    return pseudonymize(message, key, policy)
+    return pseudonymize(message, key, policy, ctx.memo)
 
 
 def scrub_errors(errors: list[dict[str, str]], policy: Policy) -> list[dict[str, str]]:

@@ -162,11 +162,22 @@ def scrub_value(value: object, scrub: Callable[[str], str]) -> object:
     if isinstance(value, str):
         return scrub(value)
     if isinstance(value, dict):
+        # Leaves inline (most values are strings or numbers): no call per leaf.
         return {
-            (scrub(k) if isinstance(k, str) else k): scrub_value(v, scrub) for k, v in value.items()
-        }
+            (scrub(k) if isinstance(k, str) else k): (
+                scrub(v) if isinstance(v, str)
+                else scrub_value(v, scrub) if isinstance(v, dict | list)
+                else v
+            )
+            for k, v in value.items()
+        }  # fmt: skip
     if isinstance(value, list):
-        return [scrub_value(v, scrub) for v in value]
+        return [
+            scrub(v) if isinstance(v, str)
+            else scrub_value(v, scrub) if isinstance(v, dict | list)
+            else v
+            for v in value
+        ]  # fmt: skip
     return value
 
 
@@ -190,6 +201,11 @@ def language_tag(value: Any) -> str | None:
     """``value`` as a BCP 47 language tag (``en-US``), or None when it is not one."""
     if not isinstance(value, str) or len(value) > 35:
         return None
+    return _language_tag(value)
+
+
+@lru_cache(maxsize=1024)
+def _language_tag(value: str) -> str | None:
     tag = value.replace("_", "-")
     return tag if _LANGUAGE_TAG.fullmatch(tag) else None
 

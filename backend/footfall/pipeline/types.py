@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from footfall.pipeline.consent import LedgerView
@@ -37,6 +37,53 @@ class Site:
         return str(value) if value else None
 
 
+T = TypeVar("T")
+
+
+class RequestMemo:
+    """What the steps computed for one request, reused by its other messages.
+
+    A batch's messages share the sender's headers, IP and User-Agent and mostly
+    its ids and context strings: the client hints, the device, the geo lookup,
+    an id's HMAC, the visitor hash and a scrubbed string are computed once per
+    request, not once per message. Every entry is keyed by all of its inputs (a
+    key, a policy, an IP ...), so an entry is right for whichever message asks.
+    It lives as long as the request's :class:`RequestContext` (raw ids and text
+    among its keys stay in memory only, like the request itself); nothing in it
+    outlives the request or is shared between requests.
+    """
+
+    __slots__ = ("_values",)
+
+    def __init__(self) -> None:
+        self._values: dict[Hashable, Any] = {}
+
+    def once(self, key: Hashable, compute: Callable[[], T]) -> T:
+        """The value under ``key``, computed by ``compute`` the first time it is asked for."""
+        try:
+            value: T = self._values[key]
+        except KeyError:
+            value = self._values[key] = compute()
+        return value
+
+    def of(self, name: str, source: object, compute: Callable[[], T]) -> T:
+        """:meth:`once` for a value read from an unhashable object (the request's headers).
+
+        Keyed by the object's identity; the entry keeps the object referenced, so
+        its id cannot be reused by another object while the memo lives (a context
+        copied with other headers gets its own entry).
+        """
+        _source, value = self.once((name, id(source)), lambda: (source, compute()))
+        return value
+
+    def table(self, key: Hashable) -> dict[Any, Any]:
+        """A dict of its own under ``key`` (for look-ups done many times per message)."""
+        found: dict[Any, Any] | None = self._values.get(key)
+        if found is None:
+            found = self._values[key] = {}
+        return found
+
+
 @dataclass(frozen=True, slots=True)
 class RequestContext:
     """What the http layer knows about the request that carried the messages."""
@@ -53,6 +100,8 @@ class RequestContext:
     # The consent ledger's latest decisions for this batch's ids, loaded by the http
     # layer before the pipeline runs (see pipeline/consent.py); None: not consulted.
     ledger: LedgerView | None = None
+    # Per-request results the steps share between the batch's messages (see RequestMemo).
+    memo: RequestMemo = field(default_factory=RequestMemo, compare=False, repr=False)
 
 
 @dataclass(slots=True)

@@ -42,6 +42,7 @@ def slugify(event_name: str) -> str:
     return _SLUG.sub("_", event_name.lower()).strip("_")
 
 
+@lru_cache(maxsize=4096)
 def schemaver(text: str) -> tuple[int, int, int]:
     """``"1-2-3"`` -> ``(1, 2, 3)`` (MODEL-REVISION-ADDITION)."""
     model, revision, addition = (int(part) for part in text.split("-"))
@@ -301,6 +302,8 @@ class SchemaRegistry:
             return None
         if version is not None:
             return versions.get(version)
+        if len(versions) == 1:
+            return next(iter(versions.values()))
         return versions[max(versions, key=schemaver)]
 
 
