@@ -46,12 +46,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import orjson
 import psycopg
 
 from footfall.pipeline.types import EVENT_COLUMNS
+from tests.perf import growth, latency, pgprofile
 from tests.support import (
     LOCAL_PG,
     embedded_postgres,
@@ -184,8 +186,11 @@ SINGLE_KINDS = ["click", "scroll", "hover"]
 assert len(BATCH_KINDS) == BATCH_SIZE
 
 
-def batch_templates() -> list[str]:
-    return [orjson.dumps(_message(kind, i)).decode() for i, kind in enumerate(BATCH_KINDS)]
+def batch_templates(size: int = BATCH_SIZE) -> list[str]:
+    """``size`` messages of a page view and what happens on it (BATCH_KINDS, repeated)."""
+    return [
+        orjson.dumps(_message(BATCH_KINDS[i % len(BATCH_KINDS)], i)).decode() for i in range(size)
+    ]
 
 
 def single_templates() -> list[str]:
@@ -211,6 +216,11 @@ def visitor_slot(n: int, slots: int, per_visitor: int) -> int:
     them one after the other, rather than all at once.
     """
     return n % slots + slots * (n // (slots * per_visitor))
+
+
+def spread(n: int) -> str:
+    """An 8-hex-digit prefix that scatters consecutive ids over an index (as UUIDs do)."""
+    return format(n * 2654435761 % 4294967296, "08x")
 
 
 def now_iso() -> str:
@@ -260,6 +270,10 @@ local per_visitor = __PER_VISITOR__
 local threads = {}
 local counter = 0
 
+function spread(n)
+  return string.format("%08x", (n * 2654435761) % 4294967296)
+end
+
 __BUILDERS__
 
 function setup(thread)
@@ -277,8 +291,9 @@ function request()
   sent = counter
   local n = counter - 1
   local visitor = n % slots + slots * math.floor(n / (slots * per_visitor))
-  local base = run .. "-" .. tid .. "-" .. counter
-  local vis = run .. "-" .. tid .. "-v" .. visitor
+  -- A hash prefix scatters the ids over the indexes, as the tracker's UUIDs do.
+  local base = spread(counter * 2 + tid * 7919) .. "-" .. run .. "-" .. tid .. "-" .. counter
+  local vis = spread(visitor * 2 + 1 + tid * 7919) .. "-" .. run .. "-" .. tid .. "-v" .. visitor
   local ts = os.date("!%Y-%m-%dT%H:%M:%S.000Z")
   return wrk.format(nil, nil, nil, build(base, vis, ts, counter))
 end
@@ -323,8 +338,16 @@ end
 """
 
 
-def lua_script(kind: str, write_key: str, run_id: str, slots: int = 1, per_visitor: int = 1) -> str:
-    templates = batch_templates() if kind == "batch" else single_templates()
+def lua_script(
+    kind: str,
+    write_key: str,
+    run_id: str,
+    slots: int = 1,
+    per_visitor: int = 1,
+    size: int = BATCH_SIZE,
+) -> str:
+    """wrk's script: ``kind`` batch (``size`` messages to /v1/batch) or single (/v1/track)."""
+    templates = batch_templates(size) if kind == "batch" else single_templates()
     if kind == "batch":
         lines = ["function build(base, vis, ts, n)", "  local p = {'{\"batch\":['}"]
         for i, t in enumerate(templates):
@@ -399,11 +422,52 @@ def _descendants(table: dict[int, tuple[str, int, int]], root: int) -> set[int]:
     return found
 
 
-class CpuMeter:
-    """CPU seconds per group between start() and stop(), as cores used on average."""
+# PostgreSQL processes that serve no one database: their work (WAL, checkpoints,
+# vacuum) is shared by every database on the server, ours included.
+_PG_BACKGROUND = (
+    "checkpointer",
+    "background writer",
+    "walwriter",
+    "autovacuum launcher",
+    "logical replication launcher",
+    "archiver",
+    "stats collector",
+)
 
-    def __init__(self, server_pid: int | None) -> None:
+
+def _postgres_split(pids: set[int], database: str | None) -> tuple[set[int], set[int]]:
+    """(ours, others) among PostgreSQL processes: ours are the backends (and autovacuum
+    workers) of ``database`` and the server's background processes; others are the
+    backends of other databases (other tenants of a shared server)."""
+    if database is None:
+        return pids, set()
+    ours, others = set(), set()
+    for pid in pids:
+        try:
+            title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        _, _, rest = title.partition(": ")
+        rest = rest.partition(": ")[2] if ": " in rest else rest  # "15/main: ..."
+        words = rest.split()
+        if not rest or any(rest.startswith(b) for b in _PG_BACKGROUND) or database in words:
+            ours.add(pid)
+        else:
+            others.add(pid)
+    return ours, others
+
+
+class CpuMeter:
+    """CPU seconds per group between start() and stop(), as cores used on average.
+
+    ``database``: count only that database's PostgreSQL backends (and the server's
+    background processes) as ``postgres``; other databases' backends (a shared
+    server) go to ``postgres_other_cores``.
+    """
+
+    def __init__(self, server_pid: int | None, database: str | None = None) -> None:
         self.server_pid = server_pid
+        self.database = database
 
     def start(self) -> None:
         self._t0 = time.monotonic()
@@ -428,7 +492,11 @@ class CpuMeter:
             return ticks / CLK_TCK
 
         server = delta(_descendants(procs, self.server_pid)) if self.server_pid else 0.0
-        postgres = delta({pid for pid, (comm, _, _) in procs.items() if comm == "postgres"})
+        pg_ours, pg_others = _postgres_split(
+            {pid for pid, (comm, _, _) in procs.items() if comm == "postgres"}, self.database
+        )
+        postgres = delta(pg_ours)
+        postgres_other = delta(pg_others)
         # wrk (waited for) is in RUSAGE_CHILDREN; the Python load generator is this process.
         load = (children.ru_utime + children.ru_stime) - (
             self._children0.ru_utime + self._children0.ru_stime
@@ -440,8 +508,9 @@ class CpuMeter:
         machine_busy = busy / total * cores if total else 0.0
         ours = (server + postgres + load) / wall
         return {
-            "server_cores": round(server / wall, 2),
-            "postgres_cores": round(postgres / wall, 2),
+            "server_cores": round(server / wall, 3),
+            "postgres_cores": round(postgres / wall, 3),
+            "postgres_other_cores": round(postgres_other / wall, 3),
             "load_generator_cores": round(load / wall, 2),
             "other_cores": round(max(0.0, machine_busy - ours), 2),
             "machine_busy_cores": round(machine_busy, 2),
@@ -543,30 +612,40 @@ def start_trivial_app(workers: int, log_dir: Path, log_level: str | None) -> Ser
 # ----------------------------------------------------------------------------
 
 
-def count_rows(dsn: str, site_id: int) -> tuple[int, int]:
+def _site_filter(site_id: int, since: datetime | None) -> tuple[str, tuple[Any, ...]]:
+    """The run's rows: the site's, or (a site that already held rows) those since ``since``."""
+    if since is None:
+        return "site_id = %s", (site_id,)
+    return 'site_id = %s AND "timestamp" >= %s', (site_id, since)
+
+
+def count_rows(dsn: str, site_id: int, since: datetime | None = None) -> tuple[int, int]:
+    where, params = _site_filter(site_id, since)
     with psycopg.connect(dsn, autocommit=True) as conn:
-        events = conn.execute("SELECT count(*) FROM events WHERE site_id = %s", (site_id,))
+        events = conn.execute(f"SELECT count(*) FROM events WHERE {where}", params)
         stored = int(events.fetchone()[0])  # type: ignore[index]
-        failed = conn.execute("SELECT count(*) FROM failed_events WHERE site_id = %s", (site_id,))
+        failed_where = where.replace('"timestamp"', "received_at")
+        failed = conn.execute(f"SELECT count(*) FROM failed_events WHERE {failed_where}", params)
         return stored, int(failed.fetchone()[0])  # type: ignore[index]
 
 
-def count_commits(dsn: str, site_id: int) -> int:
+def count_commits(dsn: str, site_id: int, since: datetime | None = None) -> int:
     """Transactions that stored the site's rows: rows one transaction wrote share its xmin."""
+    where, params = _site_filter(site_id, since)
     with psycopg.connect(dsn, autocommit=True) as conn:
-        cur = conn.execute(
-            "SELECT count(DISTINCT xmin::text) FROM events WHERE site_id = %s", (site_id,)
-        )
+        cur = conn.execute(f"SELECT count(DISTINCT xmin::text) FROM events WHERE {where}", params)
         return int(cur.fetchone()[0])  # type: ignore[index]
 
 
-def settled_count(dsn: str, site_id: int, timeout: float = 15.0) -> tuple[int, int]:
+def settled_count(
+    dsn: str, site_id: int, timeout: float = 15.0, since: datetime | None = None
+) -> tuple[int, int]:
     """The row count once it stops moving (a cut-off request may still be committing)."""
-    last = count_rows(dsn, site_id)
+    last = count_rows(dsn, site_id, since)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         time.sleep(0.5)
-        current = count_rows(dsn, site_id)
+        current = count_rows(dsn, site_id, since)
         if current == last:
             return current
         last = current
@@ -606,6 +685,7 @@ class Run:
     commits: int | None = None  # transactions the collector used for this run's rows
     events_per_commit: float | None = None
     discarded: list[dict[str, Any]] = field(default_factory=list)  # contaminated attempts
+    stages: dict[str, Any] = field(default_factory=dict)  # /metrics latency by stage
 
     def check_rows(self, stored: int, failed: int) -> None:
         """Stored rows against acknowledged messages; wrk cuts off at most one per connection."""
@@ -635,13 +715,15 @@ def run_wrk(
     connections: int,
     duration: float,
     meter: CpuMeter | None = None,
+    during: contextlib.AbstractContextManager[Any] | None = None,
 ) -> dict[str, Any]:
     threads = max(1, min(2, connections))
     argv = [wrk, f"-t{threads}", f"-c{connections}", f"-d{round(duration)}s"]
     argv += ["--timeout", "10s", "--latency", "-s", str(script), url]
     if meter:
         meter.start()
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 90)
+    with during or contextlib.nullcontext():
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 90)
     cpu = meter.stop() if meter else {}
     line = next((x for x in proc.stdout.splitlines() if x.startswith("BENCHJSON ")), None)
     if proc.returncode != 0 or line is None:
@@ -661,10 +743,23 @@ def wrk_run(
     duration: float,
     dsn: str | None = None,
     meter: CpuMeter | None = None,
+    *,
+    size: int = BATCH_SIZE,
+    visitor_events: int | None = None,
+    site: tuple[int, str] | None = None,
+    since: datetime | None = None,
+    during: contextlib.AbstractContextManager[Any] | None = None,
 ) -> Run:
-    """One wrk run against ``server``; with ``dsn`` a fresh site and the row check."""
+    """One wrk run against ``server``; with ``dsn`` a fresh site and the row check.
+
+    ``size``: messages per batch; ``visitor_events``: events per visitor (default
+    VISITOR_EVENTS); ``site``: (id, write key) of an existing site instead of a new
+    one, whose rows from before ``since`` are not this run's.
+    """
     site_id = None
-    if dsn is not None:
+    if site is not None:
+        site_id, key = site
+    elif dsn is not None:
         site_id, key = make_site(dsn, settings={"allow_undeclared_events": True})
     else:
         key = "ffw_trivial"
@@ -672,11 +767,12 @@ def wrk_run(
     script = tmp / f"{label}-{run_id}.lua"
     threads = max(1, min(2, connections))
     slots = -(-connections // threads)
-    per_visitor = max(1, VISITOR_EVENTS // (BATCH_SIZE if kind == "batch" else 1))
-    script.write_text(lua_script(kind, key, run_id, slots, per_visitor))
+    per = size if kind == "batch" else 1
+    events = VISITOR_EVENTS if visitor_events is None else visitor_events
+    per_visitor = max(1, events // per)
+    script.write_text(lua_script(kind, key, run_id, slots, per_visitor, size))
     endpoint = "/v1/batch" if kind == "batch" else "/v1/track"
-    per = BATCH_SIZE if kind == "batch" else 1
-    raw = run_wrk(wrk, script, server.base_url + endpoint, connections, duration, meter)
+    raw = run_wrk(wrk, script, server.base_url + endpoint, connections, duration, meter, during)
     seconds = raw["duration_us"] / 1e6
     lat = raw["latency_us"]
     run = Run(
@@ -699,8 +795,8 @@ def wrk_run(
         cpu=raw["cpu"],
     )
     if dsn is not None and site_id is not None:
-        run.check_rows(*settled_count(dsn, site_id))
-        run.commits = count_commits(dsn, site_id)
+        run.check_rows(*settled_count(dsn, site_id, since=since))
+        run.commits = count_commits(dsn, site_id, since)
         run.events_per_commit = round((run.stored_rows or 0) / max(1, run.commits), 1)
     return run
 
@@ -760,8 +856,9 @@ async def _open_loop(
 
     async def one(n: int, scheduled: float) -> None:
         nonlocal accepted, errors
-        visitor = f"{run_id}-o-v{visitor_slot(n, connections, per_visitor)}"
-        body = batch_body(f"{run_id}-o-{n}", now_iso(), templates, visitor)
+        slot = visitor_slot(n, connections, per_visitor)
+        visitor = f"{spread(2 * slot + 1)}-{run_id}-o-v{slot}"
+        body = batch_body(f"{spread(2 * n)}-{run_id}-o-{n}", now_iso(), templates, visitor)
         conn = await pool.get()
         sent = loop.time()
         try:
@@ -817,11 +914,16 @@ async def _open_loop(
     }
 
 
+def db_name(dsn: str) -> str:
+    return urlsplit(dsn).path.lstrip("/")
+
+
 def open_loop_run(
     server: Server, dsn: str, rate_req_s: float, duration: float, connections: int
 ) -> Run:
     site_id, key = make_site(dsn, settings={"allow_undeclared_events": True})
-    meter = CpuMeter(server.proc.pid)
+    meter = CpuMeter(server.proc.pid, db_name(dsn))
+    before = latency.scrape(server.base_url)
     meter.start()
     try:
         import uvloop
@@ -831,6 +933,7 @@ def open_loop_run(
         runner = asyncio.run
     raw = runner(_open_loop(server.port, key, rate_req_s, duration, connections))
     cpu = meter.stop()
+    stages = latency.stage_report(before, latency.scrape(server.base_url))
     run = Run(
         label="batch20-half-peak",
         endpoint="/v1/batch",
@@ -855,6 +958,7 @@ def open_loop_run(
     run.check_rows(*settled_count(dsn, site_id))
     run.commits = count_commits(dsn, site_id)
     run.events_per_commit = round((run.stored_rows or 0) / max(1, run.commits), 1)
+    run.stages = stages
     return run
 
 
@@ -954,7 +1058,7 @@ def copy_ceiling(
     template = copy_rows_template(site_id)
     prefix = uuid.uuid4().hex[:12]
     results: list[dict[str, Any]] = [{} for _ in range(connections)]
-    meter = CpuMeter(None)
+    meter = CpuMeter(None, db_name(dsn))
     meter.start()
     stop_at = time.perf_counter() + duration
     threads = [
@@ -1004,21 +1108,63 @@ def _frame_name(frame: str) -> str:
     return f"{func} ({short}:{line})"
 
 
-CATEGORIES = [
-    # (label, substrings of a frame), checked from the leaf towards the root.
-    ("jsonschema validation", ("jsonschema/", "referencing/", "pipeline/validate.py:validate")),
-    ("check_limits", ("check_limits",)),
-    ("pseudonymize (HMAC)", ("pseudonymize", "hmac.py")),
-    ("normalize/to_row", ("to_row", "parse_timestamp", "message_id (")),
-    ("writer (psycopg, arrays)", ("storage/writer.py", "psycopg")),
-    ("pipeline other (size dumps, run)", ("pipeline/process.py",)),
-    ("site auth", ("api/auth.py", "storage/sites.py")),
-    ("ingest endpoint (read/parse/respond)", ("api/ingest.py", "api/body.py")),
-    ("fastapi/starlette", ("fastapi/", "starlette/")),
+# Where a sample's time goes: the deepest Footfall frame of its stack (the code
+# that asked for the work, libraries included below it), by module.
+MODULE_CATEGORIES = [
+    ("request: read body, JSON parse", ("api/body.py",)),
+    ("request: auth, client IP, rate limit", ("api/auth.py", "storage/sites.py", "api/ratelimit.py", "api/client_ip.py")),
+    ("consent ledger (view, look-ups, recording)", ("storage/consent",)),
+    ("visitor salts, continuity", ("storage/salts.py",)),
+    ("pipeline: validation, schemas", ("pipeline/validate.py", "schemas/registry.py", "check_limits")),
+    ("pipeline: consent step", ("pipeline/consent.py",)),
+    ("pipeline: identity hygiene", ("pipeline/identity.py",)),
+    ("pipeline: privacy (HMAC, scrub)", ("pipeline/privacy.py", "pipeline/scrub.py", "pipeline/identifiers.py")),
+    ("pipeline: device (UA, hints)", ("pipeline/device.py",)),
+    ("pipeline: geo", ("pipeline/geo.py",)),
+    ("pipeline: normalize, to_row, run", ("pipeline/normalize.py", "pipeline/process.py", "pipeline/types.py")),
+    ("writer step: identity", ("storage/identity.py",)),
+    ("writer step: sessions", ("storage/sessions.py", "pipeline/sessions.py")),
+    ("writer step: profiles", ("storage/profiles.py", "pipeline/profiles.py")),
+    ("writer step: segments", ("storage/segments.py", "pipeline/segments/")),
+    ("writer: dedup insert, COPY, commit", ("storage/writer.py",)),
+    ("response: browser segments", ("api/segments.py",)),
+    ("metrics, request middleware", ("api/metrics.py", "observability.py")),
+    ("ingest endpoint (other)", ("api/ingest.py", "footfall/state.py")),
+    ("webhook dispatcher (background)", ("webhooks/", "storage/webhooks.py")),
+]  # fmt: skip
+LIBRARY_CATEGORIES = [
+    ("metrics, request middleware", ("prometheus_client",)),
+    ("logging (access log)", ("logging/",)),
+    ("FastAPI/Starlette", ("fastapi/", "starlette/")),
     ("uvicorn/httptools", ("uvicorn/", "httptools")),
-    ("logging", ("logging/",)),
+    ("psycopg (outside a Footfall frame)", ("psycopg",)),
     ("asyncio/uvloop", ("asyncio/", "uvloop")),
 ]
+CATEGORIES = MODULE_CATEGORIES + LIBRARY_CATEGORIES  # (label, substrings of a frame)
+
+
+def categorize(frames: list[str]) -> str:
+    """The category of one stack (root first): from the leaf up, the first frame that
+    is Footfall's (by module) or a framework's (FastAPI, uvicorn, logging, metrics);
+    other libraries (psycopg, orjson, jsonschema ...) count for the code that called them."""
+    if frames and "asyncio/runners.py" in frames[-1]:
+        return "event loop in C (uvloop I/O, sockets)"
+    if any(f.startswith("run_forever (") and "storage/segments.py" in f for f in frames):
+        return "segments sweeper (background)"
+    for frame in reversed(frames):
+        if "footfall/" in frame:
+            for label, keys in MODULE_CATEGORIES:
+                if any(k in frame for k in keys):
+                    return label
+            return "other Footfall code"
+        for label, keys in LIBRARY_CATEGORIES[:-2]:  # not psycopg, asyncio: see below
+            if any(k in frame for k in keys):
+                return label
+    for frame in reversed(frames):
+        for label, keys in LIBRARY_CATEGORIES[-2:]:
+            if any(k in frame for k in keys):
+                return label
+    return "other"
 
 
 def summarize_profile(raw_files: list[Path], top: int = 40) -> dict[str, Any]:
@@ -1046,14 +1192,7 @@ def summarize_profile(raw_files: list[Path], top: int = 40) -> dict[str, Any]:
             self_counts[names[-1]] += count
             for name in {n.rsplit(":", 1)[0] + ")" for n in names}:
                 incl_counts[name] += count
-            label = "other"
-            if "asyncio/runners.py" in frames[-1]:
-                label = "event loop in C (uvloop I/O, sockets)"
-            for frame in reversed(frames if label == "other" else []):
-                hit = next((lab for lab, keys in CATEGORIES if any(k in frame for k in keys)), None)
-                if hit:
-                    label = hit
-                    break
+            label = categorize(frames)
             categories[label] += count
 
     def pct(counter: Counter[str], skip_common: bool = False) -> list[tuple[str, float]]:
@@ -1082,7 +1221,13 @@ def profile_run(
     connections: int,
     duration: float,
     out: Path,
+    reference: Run | None = None,
 ) -> dict[str, Any]:
+    """A run under py-spy (each worker) and the pg_stat_activity sampler.
+
+    The shares come from the samples; the µs per event they are applied to from
+    ``reference``, the same load without the profilers (which slow both sides).
+    """
     pyspy = shutil.which("py-spy")
     if not pyspy:
         return {"skipped": "py-spy not installed (pip install py-spy)"}
@@ -1096,8 +1241,12 @@ def profile_run(
         argv += ["--duration", str(int(duration) + 2), "--output", str(raw)]
         recorders.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
     time.sleep(1.0)
-    meter = CpuMeter(server.proc.pid)
-    run = wrk_run(wrk, tmp, server, f"profile-{kind}", kind, connections, duration, dsn, meter)
+    meter = CpuMeter(server.proc.pid, db_name(dsn))
+    sampler = pgprofile.ActivitySampler(dsn)
+    run = wrk_run(
+        wrk, tmp, server, f"profile-{kind}", kind, connections, duration, dsn, meter,
+        during=sampler,
+    )  # fmt: skip
     for rec in recorders:
         try:
             rec.wait(timeout=duration + 30)
@@ -1110,9 +1259,20 @@ def profile_run(
         return {"skipped": f"py-spy produced nothing: {errors.decode()[-500:]}"}
     summary = summarize_profile(existing)
     summary["events_s_under_profiler"] = run.events_s
+    summary["rows_check"] = run.verdict
     summary["kind"] = kind
     summary["cpu"] = run.cpu
     summary["raw_files"] = [str(p) for p in existing]
+    basis = reference or run
+    summary["basis"] = f"{basis.label} c={basis.connections} ({basis.events_s:.0f} ev/s)"
+    collector_us = cpu_us(basis, "server_cores")
+    postgres_us = cpu_us(basis, "postgres_cores")
+    summary["collector_us_per_event"] = round(collector_us, 1)
+    summary["postgres_us_per_event"] = round(postgres_us, 1)
+    summary["collector_table"] = [
+        (name, share, round(share / 100 * collector_us, 1)) for name, share in summary["categories"]
+    ]
+    summary["postgres"] = sampler.report(postgres_us)
     return summary
 
 
@@ -1226,6 +1386,8 @@ def _print_run(run: Run) -> None:
                 f"postgres {cpu_us(run, 'postgres_cores'):.1f} us",
                 flush=True,
             )
+    if run.stages:
+        latency.print_stage_report(run.stages, indent="      ")
 
 
 def cpu_us(run: Run, key: str) -> float:
@@ -1271,7 +1433,30 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="before each run, wait up to this many seconds for the machine to be idle "
         "(< 0.3 cores busy): other tenants and PostgreSQL's own after-work (20; --quick 0)",
     )
+    parser.add_argument(
+        "--growth",
+        action="store_true",
+        help="cost as the work grows instead of the standard runs: batch sizes, new visitors,"
+        " half load by stage (and --profile), 1 worker, a site holding --preload-events events",
+    )
+    parser.add_argument(
+        "--growth-sizes", default="1,20,100,500", help="batch sizes of --growth (1,20,100,500)"
+    )
+    parser.add_argument(
+        "--growth-connections", type=int, help="wrk connections of --growth (64; --quick 8)"
+    )
+    parser.add_argument(
+        "--preload-events",
+        type=int,
+        help="events already stored in --growth's last phase (10,000,000; --quick 20,000;"
+        " 0: skip); the loaded database is cached as a template (tests/perf/preload.py)",
+    )
     args = parser.parse_args(argv)
+    args.growth_sizes = [int(c) for c in str(args.growth_sizes).split(",") if c.strip()]
+    if args.preload_events is None:
+        args.preload_events = 20_000 if args.quick else 10_000_000
+    if args.growth_connections is None:
+        args.growth_connections = 8 if args.quick else 64
     args.connection_counts = [int(c) for c in str(args.connections).split(",") if c.strip()]
     if args.quick:
         args.duration = min(args.duration, 3.0)
@@ -1403,81 +1588,94 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     trivial.stop()
                 results["ceilings"]["fastapi"] = {k: v.__dict__ for k, v in fast.items()}
 
-            print("\n== collector: footfall serve", flush=True)
-            collector = start_collector(dsn, args.workers, tmp, args.log_level)
-            try:
-                meter = CpuMeter(collector.proc.pid)
-                print(f"  workers: {collector.worker_pids()}", flush=True)
-                wrk_run(wrk, tmp, collector, "warmup", "batch", 16, 2 if args.quick else 3, dsn)
-                batch_runs, single_runs = [], []
-                for conns in args.connection_counts:
-                    batch_runs.append(
-                        measured(
-                            f"batch20-c{conns}",
-                            lambda c=conns: wrk_run(
-                                wrk,
-                                tmp,
-                                collector,
-                                "batch20",
-                                "batch",
-                                c,
-                                args.duration,
-                                dsn,
-                                meter,
-                            ),
-                        )
-                    )
-                for conns in args.connection_counts:
-                    single_runs.append(
-                        measured(
-                            f"single-c{conns}",
-                            lambda c=conns: wrk_run(
-                                wrk,
-                                tmp,
-                                collector,
-                                "single",
-                                "single",
-                                c,
-                                args.duration,
-                                dsn,
-                                meter,
-                            ),
-                        )
-                    )
-                peak = max(batch_runs, key=lambda r: r.events_s)
-                best_single = max(single_runs, key=lambda r: r.req_s).connections
-                half_rate = peak.req_s / 2
-                half = measured(
-                    "half-peak",
-                    lambda: open_loop_run(
-                        collector, dsn, half_rate, args.duration, max(8, peak.connections)
-                    ),
+            if args.growth:
+                results["growth"] = growth.run_growth(
+                    args, wrk, tmp, admin_dsn, dsn, measured, quiet
                 )
-                print(f"      ({half.generator}; latency counted from the scheduled start)")
-                if args.profile:
-                    results["profile"] = {}
-                    for kind, conns in (("batch", peak.connections), ("single", best_single)):
-                        print(f"\n== profile, {kind} (py-spy, not counted above)", flush=True)
-                        quiet(f"profile-{kind}")
-                        results["profile"][kind] = profile_run(
-                            wrk, tmp, collector, dsn, kind, conns, args.duration, args.profile
+            else:
+                print("\n== collector: footfall serve", flush=True)
+                collector = start_collector(dsn, args.workers, tmp, args.log_level)
+                try:
+                    meter = CpuMeter(collector.proc.pid, db_name(dsn))
+                    print(f"  workers: {collector.worker_pids()}", flush=True)
+                    wrk_run(wrk, tmp, collector, "warmup", "batch", 16, 2 if args.quick else 3, dsn)
+                    batch_runs, single_runs = [], []
+                    for conns in args.connection_counts:
+                        batch_runs.append(
+                            measured(
+                                f"batch20-c{conns}",
+                                lambda c=conns: wrk_run(
+                                    wrk,
+                                    tmp,
+                                    collector,
+                                    "batch20",
+                                    "batch",
+                                    c,
+                                    args.duration,
+                                    dsn,
+                                    meter,
+                                ),
+                            )
                         )
-                        print_profile(results["profile"][kind])
-            finally:
-                collector.stop()
-            results["collector"] = {
-                "batch": [r.__dict__ for r in batch_runs],
-                "single": [r.__dict__ for r in single_runs],
-                "half_peak": half.__dict__,
-            }
+                    for conns in args.connection_counts:
+                        single_runs.append(
+                            measured(
+                                f"single-c{conns}",
+                                lambda c=conns: wrk_run(
+                                    wrk,
+                                    tmp,
+                                    collector,
+                                    "single",
+                                    "single",
+                                    c,
+                                    args.duration,
+                                    dsn,
+                                    meter,
+                                ),
+                            )
+                        )
+                    peak = max(batch_runs, key=lambda r: r.events_s)
+                    half_rate = peak.req_s / 2
+                    half = measured(
+                        "half-peak",
+                        lambda: open_loop_run(
+                            collector, dsn, half_rate, args.duration, max(8, peak.connections)
+                        ),
+                    )
+                    print(f"      ({half.generator}; latency counted from the scheduled start)")
+                    if args.profile:
+                        results["profile"] = {}
+                        best_single = max(single_runs, key=lambda r: r.req_s)
+                        for kind, ref in (("batch", peak), ("single", best_single)):
+                            print(f"\n== profile, {kind} (py-spy, not counted above)", flush=True)
+                            quiet(f"profile-{kind}")
+                            results["profile"][kind] = profile_run(
+                                wrk, tmp, collector, dsn, kind, ref.connections, args.duration,
+                                args.profile, reference=ref,
+                            )  # fmt: skip
+                            print_profile(results["profile"][kind])
+                finally:
+                    collector.stop()
+                results["collector"] = {
+                    "batch": [r.__dict__ for r in batch_runs],
+                    "single": [r.__dict__ for r in single_runs],
+                    "half_peak": half.__dict__,
+                }
     results["idle_before_runs"] = quiet_log
     if quiet_log:
         busy = [f"{label} {load}" for label, load in quiet_log if load > 0.3]
         print(
             f"\nmachine idle (< 0.3 cores busy) before every run: {'no: ' + ', '.join(busy) if busy else 'yes'}"
         )
-    results["summary"] = summarize(results, batch_runs, single_runs, peak, half)
-    print_summary(results["summary"])
+    if args.growth:
+        results["summary"] = growth.summarize(results)
+        growth.print_growth(results["growth"])
+        if "profile" in results["growth"]:
+            print_profile_tables(results["growth"]["profile"])
+        print_ceilings(results)
+    else:
+        results["summary"] = summarize(results, batch_runs, single_runs, peak, half)
+        print_summary(results["summary"])
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=2, default=str))
@@ -1567,16 +1765,60 @@ def print_profile(profile: dict[str, Any]) -> None:
     print(
         f"  {profile['samples']} event-loop samples ({profile['other_thread_samples']} in helper"
         f" threads left out); {profile['events_s_under_profiler']} ev/s under py-spy"
+        f" (rows {profile.get('rows_check')})"
     )
-    print("  by category (first match from the leaf):")
-    for name, share in profile["categories"]:
-        print(f"    {share:5.1f}%  {name}")
+    print(
+        f"  collector: {profile['collector_us_per_event']} us of CPU per event"
+        f" (from {profile['basis']}), by the deepest Footfall frame:"
+    )
+    for name, share, us in profile["collector_table"]:
+        print(f"    {share:5.1f}%  {us:7.1f} us  {name}")
     print("  top self (leaf) frames:")
-    for name, share in profile["self"][:20]:
+    for name, share in profile["self"][:15]:
         print(f"    {share:5.1f}%  {name}")
     print("  top inclusive functions:")
-    for name, share in profile["inclusive"][:30]:
+    for name, share in profile["inclusive"][:20]:
         print(f"    {share:5.1f}%  {name}")
+    print(f"  PostgreSQL: {profile['postgres_us_per_event']} us of CPU per event:")
+    pgprofile.print_report(profile["postgres"], indent="    ")
+
+
+def print_profile_tables(profile: dict[str, Any]) -> None:
+    """The profile as the tables of docs/benchmark.md (µs of CPU per event)."""
+    if "skipped" in profile:
+        return
+    print(
+        f"\n== where each microsecond per event goes ({profile['basis']}; shares from py-spy"
+        " and pg_stat_activity samples)"
+    )
+    print(f"\n| collector: {profile['collector_us_per_event']} µs per event | share | µs/event |")
+    print("|---|---|---|")
+    for name, share, us in profile["collector_table"]:
+        print(f"| {name} | {share:.1f} % | {us:.1f} |")
+    pg = profile["postgres"]
+    print(
+        f"\n| PostgreSQL: {profile['postgres_us_per_event']} µs per event (on CPU) | share | µs/event |"
+    )
+    print("|---|---|---|")
+    for row in pg["statements"]:
+        us = "-" if row["us_per_event"] is None else f"{row['us_per_event']:.1f}"
+        print(f"| `{row['statement']}` | {row['cpu_share']:.1%} | {us} |")
+    if pg["waits"]:
+        print("\n| PostgreSQL backends waiting (share of active samples) | share |")
+        print("|---|---|")
+        for row in pg["waits"][:8]:
+            print(f"| {row['what']} | {row['share_of_active']:.1%} |")
+
+
+def print_ceilings(results: dict[str, Any]) -> None:
+    copy = results.get("ceilings", {}).get("copy")
+    if not copy:
+        return
+    ratio = results["summary"].get("ratio_events_to_copy")
+    print(
+        f"\n== COPY ceiling: {copy['rows_s']:,.0f} rows/s; collector batches of {BATCH_SIZE}"
+        f" ÷ COPY: {'-' if ratio is None else format(ratio, '.1%')}"
+    )
 
 
 def print_summary(s: dict[str, Any]) -> None:
