@@ -6,6 +6,7 @@ import asyncio
 import uuid
 from datetime import UTC, datetime
 
+import psycopg
 import pytest
 
 from footfall.pipeline.types import EventRow, Failure
@@ -127,3 +128,62 @@ def test_failures_are_stored_once(database: str) -> None:
         database, "SELECT status, reason FROM failed_events WHERE site_id = %s", (site_id,)
     )
     assert rows == [{"status": "pending", "reason": "unknown_event"}]
+
+
+def test_one_connection_replaced_when_it_breaks(database: str) -> None:
+    """The writer keeps one connection (no checkout, no check per commit); killed while
+    idle (a server restart), it is replaced by the next commit, which still succeeds."""
+    site_id, _ = make_site(database)
+    opened: list[psycopg.AsyncConnection] = []
+
+    async def body(writer: Writer):
+        first = await writer.write([_row(site_id)], [])
+        second = await writer.write([_row(site_id)], [])
+        assert len(opened) == 1  # both commits on the same connection
+        with psycopg.connect(database, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (opened[0].info.backend_pid,))
+        third = await writer.write([_row(site_id)], [])
+        return [first, second, third]
+
+    async def connect() -> psycopg.AsyncConnection:
+        opened.append(await psycopg.AsyncConnection.connect(database))
+        return opened[-1]
+
+    outcomes = asyncio.run(_with_writer(database, body, connect=connect))
+    assert [len(o.inserted) for o in outcomes] == [1, 1, 1]
+    assert len(opened) == 2 and opened[0].closed
+    count = query(database, "SELECT count(*) AS n FROM events WHERE site_id = %s", (site_id,))
+    assert count[0]["n"] == 3
+
+
+def test_pool_checks_its_idle_connections_after_an_error(database: str) -> None:
+    """No check per checkout: after a restart the first use of a dead connection fails
+    (a 503), and that error has the pool test and replace its other idle connections."""
+
+    async def run() -> list[int]:
+        settings = Settings(database_url=database, pool_min_size=3, pool_max_size=3)
+        pool = create_pool(database, settings)
+        await pool.open(wait=True)
+        try:
+            held = [await pool.getconn() for _ in range(3)]
+            pids = [conn.info.backend_pid for conn in held]
+            for conn in held:
+                await pool.putconn(conn)
+            with psycopg.connect(database, autocommit=True) as admin:
+                admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", (pids,)
+                )
+            with pytest.raises(psycopg.OperationalError):
+                async with pool.connection() as conn:
+                    await conn.execute("SELECT 1")
+            await asyncio.sleep(0)  # the check starts: the idle connections leave the pool
+            answers = []
+            for _ in range(3):
+                async with pool.connection() as conn:
+                    cursor = await conn.execute("SELECT 1")
+                    answers.append((await cursor.fetchone())[0])
+            return answers
+        finally:
+            await pool.close()
+
+    assert asyncio.run(run()) == [1, 1, 1]

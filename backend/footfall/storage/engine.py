@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
+from typing import Any
 
+import psycopg
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import Engine, create_engine
 
@@ -49,17 +52,56 @@ def create_sync_engine(dsn: str) -> Engine:
     return create_engine(sqlalchemy_url(dsn), pool_pre_ping=True)
 
 
+class Pool(AsyncConnectionPool):
+    """A pool that checks its idle connections after an error, not at every checkout.
+
+    A checkout costs no round trip. When a connection comes back broken (the
+    server restarted or went away), the pool itself drops it; since a restart
+    breaks every connection at once, the idle ones are then tested together
+    (``check()``, in the background) and the broken ones replaced. So the
+    requests that meet a restart answer 503 + Retry-After, and the collector
+    recovers by itself when PostgreSQL is back.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._checks: set[asyncio.Task[None]] = set()
+
+    async def putconn(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        broken = conn.broken
+        await super().putconn(conn)
+        if broken and not self.closed and not self._checks:
+            task = asyncio.create_task(self._check_idle(), name="footfall-pool-check")
+            self._checks.add(task)
+            task.add_done_callback(self._checks.discard)
+
+    async def _check_idle(self) -> None:
+        try:
+            await self.check()
+        except Exception:  # the next error starts another check
+            log.warning("checking the pool's idle connections failed", exc_info=True)
+
+
 def create_pool(dsn: str, settings: Settings) -> AsyncConnectionPool:
-    """The async pool the collector's writer and site cache use (not yet opened)."""
-    return AsyncConnectionPool(
+    """The async pool of the collector's site cache, ledger and admin reads (not yet opened).
+
+    The writer has a connection of its own (:func:`writer_connection`).
+    """
+    return Pool(
         dsn,
         min_size=settings.pool_min_size,
         max_size=settings.pool_max_size,
         timeout=settings.pool_timeout_s,
-        # A connection broken by a database restart is dropped on checkout, so
-        # the collector recovers by itself when PostgreSQL comes back.
-        check=AsyncConnectionPool.check_connection,
         reconnect_timeout=0,  # keep trying to reconnect for ever
         open=False,
         kwargs={"autocommit": False, "connect_timeout": 3},
     )
+
+
+async def writer_connection(pool: AsyncConnectionPool) -> psycopg.AsyncConnection[Any]:
+    """A connection for the group-commit writer alone: the pool's DSN and options,
+    in autocommit mode (the writer opens and ends its transactions itself)."""
+    conninfo, options = pool.conninfo, pool.kwargs or {}
+    if not isinstance(conninfo, str) or not isinstance(options, dict):
+        raise TypeError("the writer needs a pool with a fixed DSN and options")
+    return await psycopg.AsyncConnection.connect(conninfo, **{**options, "autocommit": True})

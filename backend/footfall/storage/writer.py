@@ -28,6 +28,7 @@ from footfall.pipeline import reasons
 from footfall.pipeline.reasons import REPLAYABLE
 from footfall.pipeline.types import EVENT_COLUMNS, EventRow, Failure
 from footfall.storage import tables
+from footfall.storage.engine import writer_connection
 from footfall.storage.outage import StorageUnavailable, is_bad_value, is_outage
 
 __all__ = ["StorageUnavailable", "TxStep", "WriteOutcome", "Writer", "WriterClosed"]
@@ -187,8 +188,18 @@ async def _insert_new_rows(
     return new_rows
 
 
+Connect = Callable[[], Awaitable[psycopg.AsyncConnection[Any]]]
+
+
 class Writer:
-    """One per process; see the module docstring."""
+    """One per process; see the module docstring.
+
+    The writer commits on a connection of its own (opened with the pool's DSN
+    and options, or by ``connect``), never a pool checkout per commit, and
+    never checked before use: an error that leaves it broken (a database
+    restart) or in an unknown state closes it, and the next commit opens a new
+    one. Meanwhile requests are answered 503 (StorageUnavailable).
+    """
 
     def __init__(
         self,
@@ -199,8 +210,10 @@ class Writer:
         queue_max: int = 50_000,
         steps: Sequence[TxStep] = (),
         on_commit: Callable[[float, int], None] | None = None,
+        connect: Connect | None = None,
     ) -> None:
-        self._pool = pool
+        self._connect: Connect = connect or (lambda: writer_connection(pool))
+        self._conn: psycopg.AsyncConnection[Any] | None = None
         self._steps = steps
         self._on_commit = on_commit  # (seconds, messages) after each group commit
         self._max_batch = max_batch
@@ -232,6 +245,9 @@ class Writer:
         if self._task is not None:
             await self._task
             self._task = None
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
 
     async def write(self, rows: Sequence[EventRow], failures: Sequence[Failure]) -> WriteOutcome:
         """Wait until ``rows`` and ``failures`` are committed; raise StorageUnavailable if not."""
@@ -363,20 +379,40 @@ class Writer:
         # Concurrent writers (other workers, other collectors) may deadlock or
         # conflict on shared rows; the transaction was rolled back whole, so
         # running it again is safe.
-        for attempt in range(_ROLLBACK_RETRIES):
+        # The writer's connection may have broken while idle (the server
+        # restarted): its next commit fails, and is run once more on a new
+        # connection. Even if the broken one had committed (lost COMMIT reply),
+        # the retry stores nothing twice: its keys are then duplicates, and
+        # steps run for new rows only.
+        reconnected = False
+        attempt = 0
+        while True:
+            had_connection = self._conn is not None
             try:
                 return await self._commit_once(parts)
             except _ROLLED_BACK:
-                if attempt == _ROLLBACK_RETRIES - 1:
+                attempt += 1
+                if attempt == _ROLLBACK_RETRIES:
                     raise
                 log.info("transaction rolled back by a concurrent writer; retrying")
-        raise AssertionError("unreachable")
+            except Exception as exc:
+                if reconnected or not had_connection or self._conn is not None:
+                    raise
+                if not is_outage(exc):
+                    raise
+                reconnected = True
+                log.info("the writer's connection broke (%s); reconnecting", type(exc).__name__)
 
     async def _commit_once(self, parts: list[_Part]) -> list[WriteOutcome]:
         rows = [row for part_rows, _ in parts for row in part_rows]
         failures = [failure for _, part_failures in parts for failure in part_failures]
-        async with self._pool.connection() as conn, conn.transaction():
-            inserted = await store_messages(conn, rows, failures, self._steps)
+        conn = await self._connection()
+        try:
+            async with conn.transaction():
+                inserted = await store_messages(conn, rows, failures, self._steps)
+        except BaseException:
+            await self._after_error(conn)
+            raise
         outcomes = []
         for part_rows, _ in parts:
             outcome = WriteOutcome()
@@ -389,6 +425,27 @@ class Writer:
                     outcome.duplicates.append(row)
             outcomes.append(outcome)
         return outcomes
+
+    async def _connection(self) -> psycopg.AsyncConnection[Any]:
+        if self._conn is None:
+            conn = await self._connect()
+            try:
+                await conn.set_autocommit(True)  # the transaction is the writer's own
+            except BaseException:
+                await conn.close()
+                raise
+            self._conn = conn
+        return self._conn
+
+    async def _after_error(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        """Keep the connection only if it is idle and sound (the transaction rolled back)."""
+        if not conn.broken and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+            return
+        self._conn = None
+        try:
+            await conn.close()
+        except Exception:  # closing a broken connection: nothing more to do
+            log.debug("closing the writer's connection failed", exc_info=True)
 
 
 _Part = tuple[Sequence[EventRow], Sequence[Failure]]
