@@ -138,7 +138,7 @@
   // src/segments.js
   var knownSegments;
   var receiveSegments = (segments2) => {
-    if ("" + segments2 == knownSegments) return;
+    if (!segments2 || "" + segments2 == knownSegments) return;
     knownSegments = segments2;
     dispatchEvent(new CustomEvent("footfall:segments", { detail: { segments: segments2 } }));
   };
@@ -147,7 +147,7 @@
     if (allowed() !== true) return callback([]);
     fetch(options.endpoint + "/v1/segments?writeKey=" + options.writeKey + "&anonymousId=" + anonymousId, {
       credentials: options.credentials
-    }).then((response) => response.json()).then((answer) => answer.segments && receiveSegments(answer.segments)).catch(() => {
+    }).then((response) => response.json()).then((answer) => receiveSegments(answer.segments)).catch(() => {
     }).then(() => callback(knownSegments || []));
   };
 
@@ -188,7 +188,7 @@
     attempt2++;
   };
   var readAnswer = (status, answer) => {
-    if (answer.segments) receiveSegments(answer.segments);
+    if (true) receiveSegments(answer.segments);
     if (false) return;
     if (status > 399) count("errors", answer.error || status, 1, status, answer.detail);
     for (const reason in answer.refused) count("refused", reason, answer.refused[reason], answer.refused[reason]);
@@ -247,20 +247,21 @@
     if (!leaving && (inFlight.size || attempt2 && !retry)) return;
     clearTimeout(timer);
     timer = 0;
-    let waiting = queue.filter((message2) => !inFlight.has(message2));
-    while (waiting.length) {
-      const batch = [];
-      let bytes = 200;
-      for (const message2 of waiting) {
-        const size = new Blob([message2]).size + 1;
-        if (batch.length == options.batchSize || batch.length && bytes + size > MAX_REQUEST_BYTES) break;
-        batch.push(message2);
-        bytes += size;
+    let batch = [];
+    let bytes = 200;
+    for (const message2 of queue) {
+      if (inFlight.has(message2)) continue;
+      const size = new Blob([message2]).size + 1;
+      if (batch.length == options.batchSize || batch.length && bytes + size > MAX_REQUEST_BYTES) {
+        send(batch, bytes);
+        if (!leaving) return;
+        batch = [];
+        bytes = 200;
       }
-      send(batch, bytes);
-      if (!leaving) return;
-      waiting = waiting.slice(batch.length);
+      batch.push(message2);
+      bytes += size;
     }
+    if (batch.length) send(batch, bytes);
   };
 
   // src/session.js
@@ -316,9 +317,9 @@
     const later = () => setTimeout(onNavigation);
     for (const method of ["pushState", "replaceState"]) {
       const original = history[method];
-      history[method] = function() {
+      history[method] = (...args) => {
         later();
-        return original.apply(this, arguments);
+        return original.apply(history, args);
       };
     }
     on(window, "popstate", later);
@@ -368,10 +369,9 @@
     const properties = describe(element);
     const href = element.href;
     if (/^http/.test(href)) {
-      const url = new URL(href);
-      const download = DOWNLOADS.exec(url.pathname);
+      const download = DOWNLOADS.exec(element.pathname);
       properties.href = scrubUrl(href);
-      properties.outbound = url.hostname != location.hostname;
+      properties.outbound = element.hostname != location.hostname;
       properties.file_download = !!download;
       if (download) properties.file_extension = download[1].toLowerCase();
     }
@@ -383,6 +383,7 @@
   var maxScroll;
   var resetScroll = () => {
     maxScroll = 0;
+    setTimeout(checkScroll, 1e3);
   };
   var checkScroll = () => {
     const pageHeight = document.documentElement.scrollHeight;
@@ -397,7 +398,7 @@
   };
   var scroll = (send3) => {
     sendMarks = send3;
-    resetScroll();
+    maxScroll = 0;
     let pending;
     on(window, "scroll resize", () => {
       pending = pending || setTimeout(() => {
@@ -506,15 +507,15 @@
     const layer = window.dataLayer = window.dataLayer || [];
     const originalPush = layer.push;
     const forward = (entry) => {
-      if (!entry || !eventNames.includes(entry.event)) return;
+      if (!eventNames.includes(entry?.event)) return;
       const properties = {};
       for (const key in entry) if (key != "event" && !key.startsWith("gtm.")) properties[key] = entry[key];
       track(entry.event, properties);
     };
     layer.forEach(forward);
-    layer.push = function() {
-      for (const entry of arguments) forward(entry);
-      return originalPush.apply(layer, arguments);
+    layer.push = (...entries) => {
+      entries.forEach(forward);
+      return originalPush.apply(layer, entries);
     };
   };
 
@@ -551,12 +552,12 @@
   };
   var resetViews = () => {
     viewed = /* @__PURE__ */ new WeakSet();
-    if (observeAll) observeAll();
+    observeAll?.();
   };
 
   // src/forms.js
   var forms = /* @__PURE__ */ new Map();
-  var send2 = (event, form, state) => track(event, {
+  var send2 = (event, form, state = forms.get(form)) => track(event, {
     form_id: form.getAttribute("id") || "",
     form_name: form.getAttribute("name") || "",
     selector: selectorOf(form),
@@ -577,13 +578,12 @@
       const state = stateOf(form);
       state.b.add(field);
       if (field.type != "password" && !ignored(field)) state.e = field.name || field.getAttribute("id");
-      if (!started2) send2("Form Started", form, state);
+      if (!started2) send2("Form Started", form);
     });
     on(document, "submit", ({ target: form }) => {
       if (ignored(form)) return;
-      const state = stateOf(form);
-      state.c = 1;
-      send2("Form Submitted", form, state);
+      stateOf(form).c = 1;
+      send2("Form Submitted", form);
     });
   };
   var abandonForms = () => forms.forEach((state, form) => {
@@ -649,10 +649,7 @@
     if (!force && !isNewPage()) return;
     if (true) reportEngaged();
     enterPage(force);
-    if (true) {
-      resetScroll();
-      setTimeout(checkScroll, 1e3);
-    }
+    if (true) resetScroll();
     if (true) resetViews();
     if (options.pageviews) page();
   };
@@ -679,17 +676,20 @@
     on(document, "visibilitychange", () => document.hidden ? leave() : resumeEngagement());
     if (true) on(window, "pageshow", (event) => event.persisted && navigate(1));
   };
+  var useStorage = (granted) => {
+    enable(granted);
+    if (granted) {
+      save();
+      adopt();
+    }
+  };
   var api = {
     init(given) {
       configure(given);
       loadConsent();
-      enable(allowed() === true);
       load();
       start();
-      if (allowed()) {
-        save();
-        adopt();
-      }
+      useStorage(allowed());
       enterPage();
       if (document.prerendering)
         on(document, "prerenderingchange", () => {
@@ -718,14 +718,13 @@
       endSession();
     },
     consent(preferences) {
-      const properties = decide(preferences || {});
+      const properties = decide(preferences);
       const granted = allowed();
       set("c", decision, 1);
-      enable(granted);
-      if (granted) {
-        save();
-        adopt();
-      } else for (const key of keys("")) if (key != "c") remove(key);
+      useStorage(granted);
+      if (!granted) {
+        for (const key of keys("")) if (key != "c") remove(key);
+      }
       stamp(message("track", { event: "Consent Updated", properties }));
       release(granted);
       flush();
@@ -744,7 +743,7 @@
       beforeInit.forEach(run);
       beforeInit = [];
     } else if (!options) beforeInit.push(commandLine);
-    else if (api[command]) return api[command](...args);
+    else return api[command]?.(...args);
   };
   var stub = window.footfall || {};
   if (!stub.v) {

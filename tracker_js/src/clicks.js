@@ -13,12 +13,12 @@ export const clicks = () =>
     if (!element || ignored(element)) return
     const properties = describe(element)
     const href = element.href
-    // An SVG link's href is an object, no http URL.
+    // An http(s) link: an <a> (or <area>), which has the URL's parts. (An SVG link's
+    // href is an object: no match.)
     if (/^http/.test(href)) {
-      const url = new URL(href)
-      const download = DOWNLOADS.exec(url.pathname)
+      const download = DOWNLOADS.exec(element.pathname)
       properties.href = scrubUrl(href)
-      properties.outbound = url.hostname != location.hostname
+      properties.outbound = element.hostname != location.hostname
       properties.file_download = !!download
       if (download) properties.file_extension = download[1].toLowerCase()
     }

@@ -19,7 +19,7 @@ export const allowed = () => {
 }
 
 // Purposes become booleans; policy_version is kept apart as a string.
-// Returns the Consent Updated properties.
+// Returns the Consent Updated properties. (for-in over undefined runs no loop.)
 export const decide = preferences => {
   const properties = {}
   decision = {}

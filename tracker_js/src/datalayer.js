@@ -8,14 +8,14 @@ export const dataLayer = eventNames => {
   const layer = (window.dataLayer = window.dataLayer || [])
   const originalPush = layer.push
   const forward = entry => {
-    if (!entry || !eventNames.includes(entry.event)) return
+    if (!eventNames.includes(entry?.event)) return
     const properties = {}
     for (const key in entry) if (key != 'event' && !key.startsWith('gtm.')) properties[key] = entry[key]
     track(entry.event, properties)
   }
   layer.forEach(forward)
-  layer.push = function () {
-    for (const entry of arguments) forward(entry)
-    return originalPush.apply(layer, arguments)
+  layer.push = (...entries) => {
+    entries.forEach(forward)
+    return originalPush.apply(layer, entries)
   }
 }

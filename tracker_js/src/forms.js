@@ -11,7 +11,7 @@ import { track } from './events.js'
 // the minifier shortens the name)
 const forms = new Map()
 
-const send = (event, form, state) =>
+const send = (event, form, state = forms.get(form)) =>
   track(event, {
     form_id: form.getAttribute('id') || '',
     form_name: form.getAttribute('name') || '',
@@ -35,13 +35,12 @@ export const formTracking = () => {
     const state = stateOf(form)
     state.touched_.add(field)
     if (field.type != 'password' && !ignored(field)) state.lastField_ = field.name || field.getAttribute('id')
-    if (!started) send('Form Started', form, state)
+    if (!started) send('Form Started', form)
   })
   on(document, 'submit', ({ target: form }) => {
     if (ignored(form)) return
-    const state = stateOf(form)
-    state.done_ = 1
-    send('Form Submitted', form, state)
+    stateOf(form).done_ = 1
+    send('Form Submitted', form)
   })
 }
 

@@ -13,7 +13,7 @@ import { loadConsent, allowed, decide, decision } from './consent.js'
 import { pageInfo, isNewPage, enterPage, watchHistory } from './page.js'
 import { segments } from './segments.js'
 import { clicks } from './clicks.js'
-import { scroll, resetScroll, checkScroll } from './scroll.js'
+import { scroll, resetScroll } from './scroll.js'
 import { hover, endHover } from './hover.js'
 import { video } from './video.js'
 import { engage, reportEngaged, resumeEngagement } from './engage.js'
@@ -40,10 +40,7 @@ const navigate = force => {
   if (!force && !isNewPage()) return
   if (F_ENGAGEMENT) reportEngaged()
   enterPage(force)
-  if (F_SCROLL) {
-    resetScroll()
-    setTimeout(checkScroll, 1e3)
-  }
+  if (F_SCROLL) resetScroll()
   if (F_VIEWS) resetViews()
   if (F_PAGES && options.pageviews) page()
 }
@@ -78,17 +75,22 @@ const startFeatures = () => {
   if (F_LIFECYCLE) on(window, 'pageshow', event => event.persisted && navigate(1))
 }
 
+// Storage allowed or not: once allowed, the ids are written and earlier pages' queues adopted.
+const useStorage = granted => {
+  enable(granted)
+  if (granted) {
+    identity.save()
+    adopt()
+  }
+}
+
 const api = {
   init(given) {
     configure(given)
     loadConsent()
-    enable(allowed() === true)
     identity.load()
     start()
-    if (allowed()) {
-      identity.save()
-      adopt()
-    }
+    useStorage(allowed())
     enterPage()
     if (F_LIFECYCLE && document.prerendering)
       on(document, 'prerenderingchange', () => {
@@ -117,15 +119,12 @@ const api = {
     endSession()
   },
   consent(preferences) {
-    const properties = decide(preferences || {})
+    const properties = decide(preferences)
     const granted = allowed()
     // The decision itself is remembered either way (a strictly necessary record).
     set('c', decision, 1)
-    enable(granted)
-    if (granted) {
-      identity.save()
-      adopt()
-    } else for (const key of keys('')) if (key != 'c') remove(key)
+    useStorage(granted)
+    if (!granted) for (const key of keys('')) if (key != 'c') remove(key)
     // Sent even when refused, so the collector's consent ledger records it
     // (a refusal stores no identifier on the device, and the collector
     // expires its id cookie). Held events follow it when consent is given and
@@ -149,7 +148,7 @@ const run = commandLine => {
     beforeInit.forEach(run)
     beforeInit = []
   } else if (!options) beforeInit.push(commandLine)
-  else if (api[command]) return api[command](...args)
+  else return api[command]?.(...args)
 }
 
 const stub = window.footfall || {}

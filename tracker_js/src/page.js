@@ -41,9 +41,9 @@ export const watchHistory = onNavigation => {
   const later = () => setTimeout(onNavigation)
   for (const method of ['pushState', 'replaceState']) {
     const original = history[method]
-    history[method] = function () {
+    history[method] = (...args) => {
       later()
-      return original.apply(this, arguments)
+      return original.apply(history, args)
     }
   }
   on(window, 'popstate', later)

@@ -11,8 +11,10 @@ let sendMarks
 // The deepest percent of this page view: the marks up to it were sent.
 export let maxScroll
 
+// A new page view (SPA navigation): the marks start over, measured once the new view rendered.
 export const resetScroll = () => {
   maxScroll = 0
+  setTimeout(checkScroll, 1e3)
 }
 
 export const checkScroll = () => {
@@ -30,7 +32,7 @@ export const checkScroll = () => {
 // send false: only measure maxScroll (for Page Engaged), send nothing.
 export const scroll = send => {
   sendMarks = send
-  resetScroll()
+  maxScroll = 0
   let pending
   on(window, 'scroll resize', () => {
     pending = pending || setTimeout(() => {

@@ -10,9 +10,10 @@ import { allowed } from './consent.js'
 
 let knownSegments
 
+// segments: the list of an answer that has one (undefined otherwise: nothing to learn).
 export const receiveSegments = segments => {
   // Keys are plain strings: the joined lists compare as the lists do.
-  if ('' + segments == knownSegments) return
+  if (!segments || '' + segments == knownSegments) return
   knownSegments = segments
   dispatchEvent(new CustomEvent('footfall:segments', { detail: { segments } }))
 }
@@ -25,7 +26,7 @@ export const segments = callback => {
     credentials: options.credentials,
   })
     .then(response => response.json())
-    .then(answer => answer.segments && receiveSegments(answer.segments))
+    .then(answer => receiveSegments(answer.segments))
     .catch(() => {})
     .then(() => callback(knownSegments || []))
 }

@@ -66,7 +66,7 @@ const retryLater = retryAfterSeconds => {
 // What the collector said about the messages it took (refusals, failures, the
 // visitor's segments) or why it took none.
 const readAnswer = (status, answer) => {
-  if (F_SEGMENTS && answer.segments) receiveSegments(answer.segments)
+  if (F_SEGMENTS) receiveSegments(answer.segments)
   if (!F_ANSWERS) return
   if (status > 399) count('errors', answer.error || status, 1, status, answer.detail)
   for (const reason in answer.refused) count('refused', reason, answer.refused[reason], answer.refused[reason])
@@ -147,18 +147,19 @@ export const flush = (retry, leaving) => {
   if (!leaving && (inFlight.size || (attempt && !retry))) return
   clearTimeout(timer)
   timer = 0
-  let waiting = queue.filter(message => !inFlight.has(message))
-  while (waiting.length) {
-    const batch = []
-    let bytes = 200 // the envelope: sentAt, writeKey
-    for (const message of waiting) {
-      const size = new Blob([message]).size + 1
-      if (batch.length == options.batchSize || (batch.length && bytes + size > MAX_REQUEST_BYTES)) break
-      batch.push(message)
-      bytes += size
+  let batch = []
+  let bytes = 200 // the envelope: sentAt, writeKey
+  for (const message of queue) {
+    if (inFlight.has(message)) continue
+    const size = new Blob([message]).size + 1
+    if (batch.length == options.batchSize || (batch.length && bytes + size > MAX_REQUEST_BYTES)) {
+      send(batch, bytes)
+      if (!leaving) return
+      batch = []
+      bytes = 200
     }
-    send(batch, bytes)
-    if (!leaving) return
-    waiting = waiting.slice(batch.length)
+    batch.push(message)
+    bytes += size
   }
+  if (batch.length) send(batch, bytes)
 }

@@ -43,5 +43,5 @@ export const views = () => {
 // A new page view: every element may be viewed once more.
 export const resetViews = () => {
   viewed = new WeakSet()
-  if (observeAll) observeAll()
+  observeAll?.()
 }
