@@ -199,8 +199,8 @@
     const body = '{"batch":[' + batch.join() + '],"sentAt":"' + (/* @__PURE__ */ new Date()).toISOString() + '","writeKey":' + JSON.stringify(options.writeKey) + "}";
     fetch(options.endpoint + options.apiPath, {
       method: "POST",
+      // A string body goes as text/plain;charset=UTF-8: a CORS "simple" request, no preflight.
       body,
-      headers: { "Content-Type": "text/plain" },
       keepalive: bytes < MAX_REQUEST_BYTES,
       credentials: options.credentials
     }).finally(() => {

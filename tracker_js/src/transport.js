@@ -79,8 +79,8 @@ const send = (batch, bytes) => {
     '{"batch":[' + batch.join() + '],"sentAt":"' + new Date().toISOString() + '","writeKey":' + JSON.stringify(options.writeKey) + '}'
   fetch(options.endpoint + options.apiPath, {
     method: 'POST',
+    // A string body goes as text/plain;charset=UTF-8: a CORS "simple" request, no preflight.
     body,
-    headers: { 'Content-Type': 'text/plain' },
     keepalive: bytes < MAX_REQUEST_BYTES,
     credentials: options.credentials,
   })
