@@ -222,7 +222,6 @@
         response.json().catch(() => ({})).then((answer) => readAnswer(status, answer));
     }, () => retryLater());
   };
-  var start = () => on(window, "online", () => flush(true));
   var adopt = () => {
     for (const key of keys("q"))
       if (key != storageKey) {
@@ -672,6 +671,7 @@
     if (options.views) views();
     if (options.forms) formTracking();
     if (options.frustration) frustration();
+    on(window, "online", () => flush(true));
     on(window, "pagehide", () => leave(1));
     on(document, "visibilitychange", () => document.hidden ? leave() : resumeEngagement());
     if (true) on(window, "pageshow", (event) => event.persisted && navigate(1));
@@ -688,7 +688,6 @@
       configure(given);
       loadConsent();
       load();
-      start();
       useStorage(allowed());
       enterPage();
       if (document.prerendering)

@@ -5,7 +5,7 @@
 import { on } from './util.js'
 import { enable, set, remove, keys } from './store.js'
 import { options, configure } from './options.js'
-import { start, adopt, flush, stats } from './transport.js'
+import { adopt, flush, stats } from './transport.js'
 import { message, stamp, emit, release, track } from './events.js'
 import * as identity from './identity.js'
 import { endSession } from './session.js'
@@ -70,6 +70,7 @@ const startFeatures = () => {
   if (F_VIEWS && options.views) views()
   if (F_FORMS && options.forms) formTracking()
   if (F_FRUSTRATION && options.frustration) frustration()
+  on(window, 'online', () => flush(true))
   on(window, 'pagehide', () => leave(1))
   on(document, 'visibilitychange', () => (document.hidden ? leave() : F_ENGAGEMENT && resumeEngagement()))
   if (F_LIFECYCLE) on(window, 'pageshow', event => event.persisted && navigate(1))
@@ -89,7 +90,6 @@ const api = {
     configure(given)
     loadConsent()
     identity.load()
-    start()
     useStorage(allowed())
     enterPage()
     if (F_LIFECYCLE && document.prerendering)

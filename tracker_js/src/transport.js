@@ -7,7 +7,7 @@
 // for the page. A page closing mid-request keeps its copy in storage and the
 // next page sends it again: the collector deduplicates by messageId.
 
-import { on, uuid } from './util.js'
+import { uuid } from './util.js'
 import { get, putJson, remove, keys } from './store.js'
 import { options, debugLog } from './options.js'
 import { receiveSegments } from './segments.js'
@@ -109,8 +109,6 @@ const send = (batch, bytes) => {
           .then(answer => readAnswer(status, answer))
     }, () => retryLater())
 }
-
-export const start = () => on(window, 'online', () => flush(true))
 
 // Take over queues that earlier pages (or other tabs) left behind, before our own.
 export const adopt = () => {
