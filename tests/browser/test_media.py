@@ -80,7 +80,9 @@ def test_media_added_later_full_play_through(media_site):
         and started["media_type"] == "audio"
     )
     assert started["src"] == site.base + "/t/tone.wav"
-    assert started["position"] == 0 and started["total_length"] == 2 and started["percent"] == 0
+    # 'playing' is dispatched after playback began: on a loaded machine a few ms have played.
+    assert started["position"] == pytest.approx(0, abs=0.05)
+    assert started["total_length"] == 2 and started["percent"] == 0
     marks = props(site, "Progress")
     assert [m["percent"] for m in marks] == [10, 25, 50, 75, 90]
     assert all(m["position"] >= m["percent"] / 100 * 2 - 0.01 for m in marks)
