@@ -190,3 +190,47 @@ def test_entries_and_exits_are_queued_for_the_segments_webhooks(shop: Collector)
     ]
     assert rows[0]["data"]["person_id"] == person and rows[0]["data"]["segment"] == "looked"
     assert rows[0]["message_id"].endswith("_entered") and rows[1]["message_id"].endswith("_exited")
+
+
+def test_segments_the_events_cannot_change_keep_their_answers(shop: Collector) -> None:
+    """A commit evaluates only the segments its events can change (and profile tests);
+    the response still lists every segment the visitor is in."""
+    site, key = shop.site_id, shop.write_key
+    define(
+        shop.dsn,
+        site,
+        {
+            "key": "reader",
+            "expose": "browser",
+            "when": {"count": {"type": "page"}, "within": "1h", "gte": 1},
+        },
+    )
+    define(
+        shop.dsn,
+        site,
+        {
+            "key": "no-cart",
+            "expose": "browser",
+            "when": {"not": {"count": {"event": "Product Added"}, "within": "1h", "gte": 1}},
+        },
+    )
+    define(
+        shop.dsn,
+        site,
+        {
+            "key": "hoverer",
+            "expose": "browser",
+            "when": {"count": {"event": "Element Hovered"}, "within": "1h", "gte": 1},
+        },
+    )
+    visitor = "v-" + uuid.uuid4().hex
+    first = send(shop.base_url, key, [page(visitor, "/a")])
+    assert first["segments"] == ["no-cart", "reader"]  # a new person: every segment
+    hovered = send(
+        shop.base_url, key, [track(visitor, "Element Hovered", selector="#buy", dwell_ms=500)]
+    )
+    assert hovered["segments"] == ["hoverer", "no-cart", "reader"]
+    added = send(shop.base_url, key, [track(visitor, "Product Added", sku="1")])
+    assert added["segments"] == ["hoverer", "reader"]
+    person = person_of(shop.dsn, site, visitor)
+    assert open_memberships(shop.dsn, site) == {(person, "hoverer"), (person, "reader")}

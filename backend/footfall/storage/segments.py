@@ -30,11 +30,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import psycopg
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from footfall.pipeline.consent import LedgerEntry
+from footfall.pipeline.identity import ANONYMOUS, PERSON, USER
 from footfall.pipeline.segments import consent as segment_consent
 from footfall.pipeline.segments.evaluate import (
     EVENT_KEYS,
@@ -57,7 +59,7 @@ from footfall.pipeline.segments.rules import (
 )
 from footfall.pipeline.types import EventRow
 from footfall.storage import webhooks as outbox
-from footfall.storage.identity import ids_of_persons
+from footfall.storage.identity import RESOLVE, ids_of_persons
 from footfall.storage.profiles import persons_of
 
 log = logging.getLogger(__name__)
@@ -252,6 +254,10 @@ class SiteSegments:
     index: LeafIndex = field(init=False)
     browser_keys: frozenset[str] = field(init=False)
     uses_profile: bool = field(init=False)
+    # Leaf signature -> the positions of the segments that use the leaf.
+    by_sig: Mapping[str, tuple[int, ...]] = field(init=False)
+    # Positions of the segments that test profile attributes (any event may change them).
+    profiled: tuple[int, ...] = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "index", LeafIndex(leaves_of(self.segments)))
@@ -259,6 +265,23 @@ class SiteSegments:
             self, "browser_keys", frozenset(s.key for s in self.segments if s.browser)
         )
         object.__setattr__(self, "uses_profile", any(s.uses_profile for s in self.segments))
+        by_sig: dict[str, list[int]] = defaultdict(list)
+        for i, segment in enumerate(self.segments):
+            for leaf in segment.leaves:
+                by_sig[leaf.sig].append(i)
+        object.__setattr__(self, "by_sig", {k: tuple(v) for k, v in by_sig.items()})
+        object.__setattr__(
+            self, "profiled", tuple(i for i, s in enumerate(self.segments) if s.uses_profile)
+        )
+
+    def affected(self, changed: Iterable[str]) -> list[Segment]:
+        """The segments whose answer may differ after the leaves ``changed`` took events:
+        those using one of them, and those testing the profile. The others' answers
+        change only with time, when the person is due (the sweeper's work)."""
+        positions = set(self.profiled)
+        for sig in changed:
+            positions.update(self.by_sig.get(sig, ()))
+        return [self.segments[i] for i in sorted(positions)]
 
 
 class Definitions:
@@ -284,9 +307,20 @@ class Definitions:
         sites = sorted(set(site_ids))
         async with conn.cursor() as cur:
             await cur.execute(ACTIVE_VERSIONS, (sites,))
-            versions = [(s, k, v) for s, k, v in await cur.fetchall()]
-            missing = [key for key in versions if key not in self._compiled]
-            if missing:
+            versions = await cur.fetchall()
+        return await self.of_versions(conn, sites, versions)
+
+    async def of_versions(
+        self,
+        conn: psycopg.AsyncConnection[Any],
+        sites: Sequence[int],
+        versions: Sequence[Sequence[Any]],
+    ) -> dict[int, SiteSegments]:
+        """The compiled segments of ``sites`` given their active (site, key, version)s
+        (ACTIVE_VERSIONS' rows); rules not compiled yet are read (one query)."""
+        missing = [(s, k, v) for s, k, v in versions if (s, k, v) not in self._compiled]
+        if missing:
+            async with conn.cursor() as cur:
                 await cur.execute(
                     RULES,
                     ([m[0] for m in missing], [m[1] for m in missing], [m[2] for m in missing]),
@@ -325,18 +359,25 @@ class Definitions:
 # The profile attributes rules may test (rules.PROFILE_ATTRIBUTES), straight from
 # person_profiles: load_profiles also counts the person's sessions by device and part
 # of day (a scan of person_sessions per person), which no rule reads, on every commit.
-RULE_ATTRIBUTES = (
-    "SELECT q.person_id, pe.is_identified, p.sessions, p.engaged_ms, p.events, p.pages,"
-    " p.device_type, p.country, p.utm_source, p.utm_medium, p.utm_campaign, p.last_page_path"
-    " FROM unnest(%s::bigint[]) AS q(person_id)"
-    " JOIN persons pe ON pe.site_id = %s AND pe.id = q.person_id"
-    " JOIN person_profiles p ON p.site_id = pe.site_id AND p.person_id = pe.id"
-)
 _RULE_ATTRIBUTE_NAMES = (
     "identified", "sessions", "engaged_ms", "events", "pages", "device_type", "country",
     "utm_source", "utm_medium", "utm_campaign", "last_page_path",
 )  # fmt: skip
 assert set(_RULE_ATTRIBUTE_NAMES) == set(PROFILE_ATTRIBUTES)
+# pe: the person, p: its profile.
+_RULE_ATTRIBUTE_SQL = ", ".join(
+    ["pe.is_identified", *(f"p.{n}" for n in _RULE_ATTRIBUTE_NAMES[1:])]
+)
+RULE_ATTRIBUTES = (
+    f"SELECT q.person_id, {_RULE_ATTRIBUTE_SQL}"
+    " FROM unnest(%s::bigint[]) AS q(person_id)"
+    " JOIN persons pe ON pe.site_id = %s AND pe.id = q.person_id"
+    " JOIN person_profiles p ON p.site_id = pe.site_id AND p.person_id = pe.id"
+)
+
+
+def _attributes(values: Sequence[Any]) -> dict[str, Any]:
+    return dict(zip(_RULE_ATTRIBUTE_NAMES, values, strict=True))
 
 
 async def profile_attributes(
@@ -347,52 +388,56 @@ async def profile_attributes(
         return {}
     async with conn.cursor() as cur:
         await cur.execute(RULE_ATTRIBUTES, (list(persons), site_id))
-        return {
-            int(row[0]): dict(zip(_RULE_ATTRIBUTE_NAMES, row[1:], strict=True))
-            for row in await cur.fetchall()
-        }
+        return {int(row[0]): _attributes(row[1:]) for row in await cur.fetchall()}
 
 
-# The latest ledger decision naming personalization, per anonymous id and user id.
-PERSONALIZATION = """
-SELECT 'a', anonymous_id, %(purpose)s = ANY(granted) FROM (
-  SELECT DISTINCT ON (anonymous_id) anonymous_id, granted FROM consent_log
-  WHERE site_id = %(site)s AND anonymous_id = ANY(%(anonymous)s::text[])
-    AND (%(purpose)s = ANY(granted) OR %(purpose)s = ANY(denied))
-  ORDER BY anonymous_id, decided_at DESC, id DESC) a
-UNION ALL
-SELECT 'u', user_id, %(purpose)s = ANY(granted) FROM (
-  SELECT DISTINCT ON (user_id) user_id, granted FROM consent_log
-  WHERE site_id = %(site)s AND user_id = ANY(%(users)s::text[])
-    AND (%(purpose)s = ANY(granted) OR %(purpose)s = ANY(denied))
-  ORDER BY user_id, decided_at DESC, id DESC) u
-"""
-
-
-async def _ledger_decisions(
-    conn: psycopg.AsyncConnection[Any], site_id: int, rows: Sequence[EventRow]
-) -> dict[tuple[str, str], bool]:
-    anonymous = sorted({r.anonymous_id for r in rows if r.anonymous_id})
-    users = sorted({r.user_id for r in rows if r.user_id})
-    async with conn.cursor() as cur:
-        await cur.execute(
-            PERSONALIZATION,
-            {
-                "site": site_id,
-                "anonymous": anonymous,
-                "users": users,
-                "purpose": segment_consent.PURPOSE,
-            },
-        )
-        return {(kind, subject): bool(granted) for kind, subject, granted in await cur.fetchall()}
-
-
-RESOLVE_IDS = (
-    "SELECT DISTINCT COALESCE(p.merged_into, p.id) FROM identities i"
-    " JOIN persons p ON p.site_id = i.site_id AND p.id = i.person_id"
-    " WHERE i.site_id = %s AND ((i.kind = 'anonymous' AND i.value = ANY(%s::text[]))"
-    "  OR (i.kind = 'user' AND i.value = ANY(%s::text[])))"
+# The sites (of %(sites)s) that have active segments: the others' rows need no work.
+_LIVE_SITES = (
+    "SELECT DISTINCT site_id FROM segment_definitions"
+    " WHERE site_id = ANY(%(sites)s::int[]) AND retired_at IS NULL"
 )
+
+
+def _latest_decision(kind: str, column: str, sites: str, ids: str) -> str:
+    """The latest ledger decision naming personalization per (site, id) of the ``sites``
+    and ``ids`` arrays, for sites with segments: rows (kind, site, id, granted)."""
+    return (
+        f"SELECT '{kind}', q.s, q.v, l.granted FROM (SELECT DISTINCT s, v FROM unnest("
+        f"%({sites})s::int[], %({ids})s::text[]) AS x(s, v)) AS q"
+        " CROSS JOIN LATERAL (SELECT %(purpose)s = ANY(c.granted) FROM consent_log c"
+        f" WHERE c.site_id = q.s AND c.{column} = q.v"
+        " AND (%(purpose)s = ANY(c.granted) OR %(purpose)s = ANY(c.denied))"
+        " ORDER BY c.decided_at DESC, c.id DESC LIMIT 1) AS l(granted)"
+        f" WHERE q.s IN ({_LIVE_SITES})"
+    )
+
+
+PERSONALIZATION = (
+    _latest_decision("a", "anonymous_id", "a_site", "a_id")
+    + " UNION ALL "
+    + _latest_decision("u", "user_id", "u_site", "u_id")
+)
+
+
+def _ledger_params(rows: Iterable[EventRow]) -> dict[str, Any]:
+    """PERSONALIZATION's ids: each row's anonymous id and user id, with its site."""
+    anonymous = sorted({(r.site_id, r.anonymous_id) for r in rows if r.anonymous_id})
+    users = sorted({(r.site_id, r.user_id) for r in rows if r.user_id})
+    return {
+        "a_site": [s for s, _ in anonymous],
+        "a_id": [v for _, v in anonymous],
+        "u_site": [s for s, _ in users],
+        "u_id": [v for _, v in users],
+        "purpose": segment_consent.PURPOSE,
+    }
+
+
+def _resolve_params(
+    site_id: int, anonymous_ids: Iterable[str], user_ids: Iterable[str]
+) -> tuple[list[int], list[str], list[str]]:
+    """identity.RESOLVE's arrays for a subject's ids (as stored)."""
+    keys = [(ANONYMOUS, v) for v in anonymous_ids] + [(USER, v) for v in user_ids]
+    return [site_id] * len(keys), [k for k, _ in keys], [v for _, v in keys]
 
 
 # --- memberships --------------------------------------------------------------------------
@@ -495,13 +540,54 @@ LOCK_STATES = (
     " ON CONFLICT (site_id, person_id) DO UPDATE SET updated_at = now()"
     " RETURNING site_id, person_id, state, due_at, " + _OPEN.format(t="segment_state")
 )
+
+# The writer reads everything an evaluation needs in one round trip (pipeline mode):
+# TOUCHED_LOCK, TOUCHED_LOAD, ACTIVE_VERSIONS, PERSONALIZATION, in that order.
+#
+# The commit's persons (%(q_site)s, %(q_person)s), and the persons merged into them
+# whose state is still apart (folded into the survivor's, then deleted).
+_TOUCHED = (
+    "SELECT q.s, q.p FROM unnest(%(q_site)s::int[], %(q_person)s::bigint[]) AS q(s, p)"
+    " UNION SELECT st.site_id, st.person_id"
+    " FROM unnest(%(q_site)s::int[], %(q_person)s::bigint[]) AS q(s, p)"
+    " JOIN persons pe ON pe.site_id = q.s AND pe.merged_into = q.p"
+    " JOIN segment_state st ON st.site_id = pe.site_id AND st.person_id = pe.id"
+    " WHERE %(merges)s"
+)
+# Their state rows, created if missing (sites with segments only) and locked in
+# (site, person) order: two commits touching the same persons take their locks in one
+# order. ``created``: the row is new (the person was never evaluated).
+TOUCHED_LOCK = (
+    "INSERT INTO segment_state (site_id, person_id)"
+    f" SELECT t.s, t.p FROM ({_TOUCHED}) AS t(s, p) WHERE t.s IN ({_LIVE_SITES})"
+    " ORDER BY t.s, t.p"
+    " ON CONFLICT (site_id, person_id) DO UPDATE SET updated_at = now()"
+    " RETURNING site_id, person_id, state::text, due_at, (xmax = 0) AS created"
+)
+# Then, in a statement of its own (so its snapshot is taken once the locks are held and
+# sees what the previous holder committed): each locked person's open memberships,
+# whom it was merged into, and its profile attributes (NULLs: no profile).
+TOUCHED_LOAD = (
+    "SELECT st.site_id, st.person_id, pe.merged_into, "
+    + _OPEN.format(t="st")
+    + "::text, p.person_id IS NOT NULL, "
+    + _RULE_ATTRIBUTE_SQL
+    + f" FROM ({_TOUCHED}) AS t(s, p)"
+    " JOIN segment_state st ON st.site_id = t.s AND st.person_id = t.p"
+    " LEFT JOIN persons pe ON pe.site_id = st.site_id AND pe.id = st.person_id"
+    " LEFT JOIN person_profiles p ON p.site_id = st.site_id AND p.person_id = st.person_id"
+)
+
 # Everything an evaluation changes, in one statement: state and due times, exits, entries.
+# States travel as one JSON array (one orjson call), matched to the other arrays by position.
 WRITE = (
-    "WITH saved AS (UPDATE segment_state s SET state = u.state, due_at = u.due,"
-    " updated_at = now()"
-    " FROM unnest(%(s_site)s::int[], %(s_person)s::bigint[], %(s_state)s::jsonb[],"
-    " %(s_due)s::timestamptz[]) AS u(site, person, state, due)"
-    " WHERE s.site_id = u.site AND s.person_id = u.person RETURNING 1),"
+    "WITH u AS (SELECT u.site, u.person, j.state,"
+    " 'epoch'::timestamptz + u.due_ms * interval '1 millisecond' AS due"
+    " FROM unnest(%(s_site)s::int[], %(s_person)s::bigint[], %(s_due)s::bigint[])"
+    " WITH ORDINALITY AS u(site, person, due_ms, n)"
+    " JOIN jsonb_array_elements(%(s_state)s::jsonb) WITH ORDINALITY AS j(state, n) USING (n)),"
+    " saved AS (UPDATE segment_state s SET state = u.state, due_at = u.due, updated_at = now()"
+    " FROM u WHERE s.site_id = u.site AND s.person_id = u.person RETURNING 1),"
     " exited AS (UPDATE segment_memberships m SET exited_at = %(now)s, exit_reason = 'rule'"
     " FROM unnest(%(x_site)s::int[], %(x_id)s::bigint[]) AS x(site, id)"
     " WHERE m.site_id = x.site AND m.id = x.id AND m.exited_at IS NULL RETURNING 1)"
@@ -510,11 +596,6 @@ WRITE = (
     " %(e_person)s::bigint[], %(e_key)s::text[], %(e_version)s::int[])"
     " AS e(site, person, key, version)"
     " ON CONFLICT DO NOTHING RETURNING site_id, person_id, segment_key, version, id"
-)
-MERGED_AWAY = (
-    "SELECT s.site_id, s.person_id, p.merged_into FROM segment_state s"
-    " JOIN persons p ON p.site_id = s.site_id AND p.id = s.person_id"
-    " WHERE p.merged_into = ANY(%s::bigint[]) AND s.site_id = ANY(%s::int[])"
 )
 
 
@@ -527,6 +608,9 @@ class _Person:
     # Open memberships: segment key -> (version, membership id).
     open: dict[str, tuple[int, int]] = field(default_factory=dict)
     events: list[dict[str, Any]] = field(default_factory=list)
+    # Evaluate every segment (the sweeper, a new or merged person, a due one); else only
+    # the segments the new events can change (SiteSegments.affected).
+    full: bool = True
 
     @classmethod
     def of(cls, row: Sequence[Any]) -> _Person:
@@ -538,15 +622,67 @@ def _due(next_ms: int | None) -> datetime | None:
     return None if next_ms is None else datetime.fromtimestamp(next_ms / 1000, UTC)
 
 
+def _min(a: int | None, b: int | None) -> int | None:
+    return b if a is None else a if b is None else min(a, b)
+
+
+@dataclass(frozen=True, slots=True)
+class PersonDecision:
+    """One person's evaluation (:func:`decide`)."""
+
+    state: State  # to save
+    due_ms: int | None  # when to evaluate again without new events (epoch ms)
+    verdicts: list[tuple[Segment, bool]]  # the segments evaluated: member or not
+    current: list[str]  # the person's segments now (evaluated or kept)
+
+
+def decide(
+    site: SiteSegments,
+    state: State,
+    events: Iterable[Mapping[str, Any]],
+    open_: Mapping[str, Any],
+    due_ms: int | None,
+    full: bool,
+    profile: Mapping[str, Any] | None,
+    now_ms: int,
+) -> PersonDecision:
+    """Add a person's new events to its state and evaluate (pure).
+
+    ``full``: evaluate every segment (a new, merged or due person; the sweeper). Else
+    only the segments whose leaves the events changed, and those testing the profile;
+    the others keep their answers (``open_``: the person's open memberships by key),
+    which change with time alone, not before ``due_ms`` (the kept due time, which the
+    result's cannot be later than: an early due time only costs the sweeper a visit).
+    """
+    state = prune(state, site.index, now_ms)
+    changed: set[str] = set()
+    for event in sorted(events, key=lambda e: e["t"]):
+        apply_event(state, site.index, event, now_ms, changed)
+    segments = site.segments if full else site.affected(changed)
+    next_ms = None if full else due_ms
+    evaluated = {s.key for s in segments}
+    current = [s.key for s in site.segments if s.key in open_ and s.key not in evaluated]
+    verdicts = []
+    for segment in segments:
+        verdict = evaluate(segment, state, profile, now_ms)
+        next_ms = _min(next_ms, verdict.next_ms)
+        verdicts.append((segment, verdict.member))
+        if verdict.member:
+            current.append(segment.key)
+    return PersonDecision(state, next_ms, verdicts, current)
+
+
 async def _evaluate_people(
     conn: psycopg.AsyncConnection[Any],
     sites: Mapping[int, SiteSegments],
     people: Sequence[_Person],
     now: datetime,
     on_changes: ChangesHook,
+    profiles: Mapping[tuple[int, int], dict[str, Any]] | None = None,
 ) -> dict[tuple[int, int], list[str]]:
     """Apply events, evaluate, save state and memberships; the caller holds the locks.
 
+    ``profiles``: the persons' rule attributes if the caller read them (else read here).
     Returns every evaluated person's current memberships (segment keys).
     """
     now_ms = epoch_ms(now)
@@ -555,32 +691,40 @@ async def _evaluate_people(
         by_site[person.site_id].append(person)
     current: dict[tuple[int, int], list[str]] = {}
     exits: list[MembershipChange] = []
-    saves: list[tuple[int, int, Jsonb, datetime | None]] = []
+    states: list[State] = []
+    saves: tuple[list[int], list[int], list[int | None]] = ([], [], [])
     entering: list[tuple[int, int, str, int]] = []
     webhooks: dict[tuple[int, str], tuple[str, ...]] = {}
     attributes: dict[tuple[int, int, str], dict[str, Any]] = {}
     for site_id, persons in sorted(by_site.items()):
         site = sites.get(site_id, SiteSegments(()))
         webhooks.update({(site_id, s.key): s.webhooks for s in site.segments})
-        ids = [p.person_id for p in persons]
-        profiles = await profile_attributes(conn, site_id, ids) if site.uses_profile else {}
+        if profiles is None and site.uses_profile:
+            found = await profile_attributes(conn, site_id, [p.person_id for p in persons])
+            site_profiles: Mapping[tuple[int, int], dict[str, Any]] = {
+                (site_id, p): a for p, a in found.items()
+            }
+        else:
+            site_profiles = profiles or {}
         for person in persons:
-            state = prune(person.state, site.index, now_ms)
-            for event in sorted(person.events, key=lambda e: e["t"]):
-                apply_event(state, site.index, event, now_ms)
-            due_ms: int | None = None
-            keys = []
-            for segment in site.segments:
-                profile = profiles.get(person.person_id)
-                verdict = evaluate(segment, state, profile, now_ms)
-                if verdict.next_ms is not None:
-                    due_ms = verdict.next_ms if due_ms is None else min(due_ms, verdict.next_ms)
+            profile = site_profiles.get((site_id, person.person_id))
+            decision = decide(
+                site,
+                person.state,
+                person.events,
+                person.open,
+                None if person.full or person.due_at is None else epoch_ms(person.due_at),
+                person.full,
+                profile,
+                now_ms,
+            )
+            state, due_ms, keys = decision.state, decision.due_ms, decision.current
+            for segment, member in decision.verdicts:
                 if segment.profile_fields and segment.webhooks:
                     attributes[(site_id, person.person_id, segment.key)] = {
                         name: (profile or {}).get(name) for name in segment.profile_fields
                     }
-                if verdict.member:
-                    keys.append(segment.key)
+                if member:
                     if segment.key not in person.open:
                         entering.append((site_id, person.person_id, segment.key, segment.version))
                 elif segment.key in person.open:
@@ -591,18 +735,21 @@ async def _evaluate_people(
                                          "exited", now, membership, segment.webhooks, reported)
                     )  # fmt: skip
             current[(site_id, person.person_id)] = keys
-            saves.append((site_id, person.person_id, Jsonb(state), _due(due_ms)))
-    if not saves:
+            states.append(state)
+            saves[0].append(site_id)
+            saves[1].append(person.person_id)
+            saves[2].append(due_ms)
+    if not states:
         return current
     async with conn.cursor() as cur:
         await cur.execute(
             WRITE,
             {
                 "now": now,
-                "s_site": [s[0] for s in saves],
-                "s_person": [s[1] for s in saves],
-                "s_state": [s[2] for s in saves],
-                "s_due": [s[3] for s in saves],
+                "s_site": saves[0],
+                "s_person": saves[1],
+                "s_due": saves[2],
+                "s_state": Jsonb(states, dumps=orjson.dumps),
                 "x_site": [c.site_id for c in exits],
                 "x_id": [c.membership_id for c in exits],
                 "e_site": [e[0] for e in entering],
@@ -673,12 +820,8 @@ def forget_subject(
 
     Returns the persons. Their pending webhooks are cancelled too, as at ingest.
     """
-    persons = [
-        int(p)
-        for (p,) in conn.execute(
-            RESOLVE_IDS, (site_id, list(anonymous_ids), list(user_ids))
-        ).fetchall()
-    ]
+    found = conn.execute(RESOLVE, _resolve_params(site_id, anonymous_ids, user_ids)).fetchall()
+    persons = sorted({int(row[3]) for row in found})
     if persons:
         # The person's state row first: the writer and the sweeper hold it while evaluating.
         conn.execute(
@@ -705,6 +848,7 @@ async def _fold_merged(
         if merged_away is None or survivor is None:
             continue
         survivor.state = merge_states(survivor.state, merged_away.state)
+        survivor.full = True
         for key, membership in merged_away.open.items():
             survivor.open.setdefault(key, membership)  # moved below, unless it has one
         async with conn.cursor() as cur:
@@ -729,8 +873,24 @@ async def _fold_merged(
 SEGMENTS_EXTRA = "segments"  # EventRow.extras: the row's person's browser-exposed segments
 
 
+@dataclass(slots=True)
+class _Loaded:
+    """What the writer's one round trip read (SegmentsStep._load)."""
+
+    sites: dict[int, SiteSegments]
+    locked: dict[tuple[int, int], _Person]
+    merged_into: dict[tuple[int, int], int]
+    profiles: dict[tuple[int, int], dict[str, Any]]
+    ledger: dict[tuple[str, int, str], bool]
+
+
 class SegmentsStep:
-    """Writer TxStep (after profiles): evaluate the persons the new rows belong to."""
+    """Writer TxStep (after profiles): evaluate the persons the new rows belong to.
+
+    Round trips in the usual commit: one to lock and read (pipeline mode), one to
+    write; a person is evaluated for the segments its new events can change (all of
+    them if it is new, due or merged).
+    """
 
     def __init__(
         self,
@@ -745,47 +905,125 @@ class SegmentsStep:
         self.on_changes = on_changes
         self.on_removed = on_removed
 
+    async def _load(
+        self,
+        conn: psycopg.AsyncConnection[Any],
+        rows: Sequence[EventRow],
+        keys: Sequence[tuple[int, int]],
+    ) -> _Loaded:
+        site_ids = sorted({r.site_id for r in rows})
+        params: dict[str, Any] = {
+            "sites": site_ids,
+            "q_site": [k[0] for k in keys],
+            "q_person": [k[1] for k in keys],
+            "merges": any(r.user_id for r in rows),
+        }
+        async with (
+            conn.pipeline(),
+            conn.cursor() as lock,
+            conn.cursor() as load,
+            conn.cursor() as versions,
+            conn.cursor() as ledger,
+        ):
+            await lock.execute(TOUCHED_LOCK, params)
+            await load.execute(TOUCHED_LOAD, params)
+            await versions.execute(ACTIVE_VERSIONS, (site_ids,))
+            await ledger.execute(PERSONALIZATION, params | _ledger_params(rows))
+            locked_rows = await lock.fetchall()
+            loaded_rows = await load.fetchall()
+            version_rows = await versions.fetchall()
+            ledger_rows = await ledger.fetchall()
+        sites = await self.definitions.of_versions(conn, site_ids, version_rows)
+        locked = {
+            (s, p): _Person(s, p, orjson.loads(state), due_at, full=created)
+            for s, p, state, due_at, created in locked_rows
+        }
+        merged_into: dict[tuple[int, int], int] = {}
+        profiles: dict[tuple[int, int], dict[str, Any]] = {}
+        for s, p, into, memberships, has_profile, *values in loaded_rows:
+            person = locked.get((s, p))
+            if person is not None:
+                person.open = {k: (v, m) for k, v, m in orjson.loads(memberships)}
+            if into is not None:
+                merged_into[(s, p)] = into
+            if has_profile:
+                profiles[(s, p)] = _attributes(values)
+        return _Loaded(
+            sites,
+            locked,
+            merged_into,
+            profiles,
+            {(kind, s, v): bool(granted) for kind, s, v, granted in ledger_rows},
+        )
+
     async def __call__(self, conn: psycopg.AsyncConnection[Any], rows: Sequence[EventRow]) -> None:
-        sites = await self.definitions.active(conn, {r.site_id for r in rows})
+        if any(
+            not isinstance(r.extras.get(PERSON), int) and (r.user_id or r.anonymous_id)
+            for r in rows
+        ):
+            # persons_of will query: only for the rows of sites with segments.
+            live = await self.definitions.active(conn, {r.site_id for r in rows})
+            rows = [r for r in rows if r.site_id in live]
+            if not rows:
+                return
+        persons = await persons_of(conn, rows)
+        keys = sorted({(s, p) for (s, _), p in persons.items()})
+        loaded = await self._load(conn, rows, keys)
+        sites = loaded.sites
         rows = [r for r in rows if r.site_id in sites]
         if not rows:
             return
         now = self.clock()
-        persons = await persons_of(conn, rows)
         stop: dict[int, set[int]] = defaultdict(set)  # site -> persons not to evaluate
         for site_id in sorted({r.site_id for r in rows}):
             site_rows = [r for r in rows if r.site_id == site_id]
-            stop[site_id] |= await self._withdrawn(conn, site_id, site_rows, persons)
+            stop[site_id] |= await self._withdrawn(conn, site_id, site_rows, persons, loaded.ledger)
         wanted: dict[tuple[int, int], list[dict[str, Any]]] = defaultdict(list)
         for row in rows:
             person = persons.get((row.site_id, row.message_id))
             if person is not None and person not in stop[row.site_id]:
                 wanted[(row.site_id, person)].append(event_of(row))
-        merged: list[tuple[int, int, int]] = []
-        if any(r.user_id for r in rows) and wanted:
-            async with conn.cursor() as cur:
-                await cur.execute(
-                    MERGED_AWAY,
-                    (sorted({p for _, p in wanted}), sorted({s for s, _ in wanted})),
-                )
-                merged = [(s, p, into) for s, p, into in await cur.fetchall()]
+        merged = [
+            (s, p, into)
+            for (s, p), into in loaded.merged_into.items()
+            if (s, into) in wanted and (s, p) in loaded.locked
+        ]
         gone = [(s, p) for s, persons_ in stop.items() for p in persons_]
-        locked = await _lock(conn, [*wanted, *((s, p) for s, p, _ in merged), *gone])
+        locked = loaded.locked
+        profiles: Mapping[tuple[int, int], dict[str, Any]] = loaded.profiles
+        unlocked = [k for k in (*wanted, *gone) if k not in locked]
+        if unlocked:
+            # The site's first segment was committed between the lock and the definitions.
+            locked.update(await _lock(conn, unlocked))
+            profiles = dict(profiles)
+            for site_id in sorted({s for s, _ in unlocked}):
+                ids = [p for s, p in unlocked if s == site_id]
+                found = await profile_attributes(conn, site_id, ids)
+                profiles.update({(site_id, p): a for p, a in found.items()})
         for site_id, persons_ in stop.items():
             if persons_:
                 await forget_persons(conn, site_id, sorted(persons_), self.on_removed)
         await _fold_merged(conn, locked, merged)
         for key, events in wanted.items():
-            locked[key].events = events
+            evaluated = locked[key]
+            evaluated.events = events
+            site = sites[key[0]]
+            if evaluated.due_at is not None and evaluated.due_at <= now:
+                evaluated.full = True
+            elif any(
+                s.key in evaluated.open and evaluated.open[s.key][0] != s.version
+                for s in site.segments
+            ):
+                evaluated.full = True  # a new version not yet evaluated for this person
         current = await _evaluate_people(
-            conn, sites, [locked[k] for k in wanted], now, self.on_changes
+            conn, sites, [locked[k] for k in wanted], now, self.on_changes, profiles
         )
         for row in rows:
             browser = sites[row.site_id].browser_keys
             if browser:
                 person = persons.get((row.site_id, row.message_id))
-                keys = current.get((row.site_id, person), []) if person is not None else []
-                row.extras[SEGMENTS_EXTRA] = sorted(k for k in keys if k in browser)
+                keys_ = current.get((row.site_id, person), []) if person is not None else []
+                row.extras[SEGMENTS_EXTRA] = sorted(k for k in keys_ if k in browser)
 
     async def _withdrawn(
         self,
@@ -793,6 +1031,7 @@ class SegmentsStep:
         site_id: int,
         rows: Sequence[EventRow],
         persons: Mapping[tuple[int, str], int],
+        ledger: Mapping[tuple[str, int, str], bool],
     ) -> set[int]:
         """Persons of this commit who may not be evaluated (pipeline/segments/consent.py)."""
         out: set[int] = set()
@@ -807,20 +1046,21 @@ class SegmentsStep:
                     users.add(entry.user_id)
         if anonymous or users:
             async with conn.cursor() as cur:
-                await cur.execute(RESOLVE_IDS, (site_id, sorted(anonymous), sorted(users)))
-                out |= {int(p) for (p,) in await cur.fetchall()}
-        identified = [r for r in rows if (r.site_id, r.message_id) in persons]
-        if not identified:
-            return out
-        ledger = await _ledger_decisions(conn, site_id, identified)
-        for row in identified:
+                await cur.execute(
+                    RESOLVE, _resolve_params(site_id, sorted(anonymous), sorted(users))
+                )
+                out |= {int(row[3]) for row in await cur.fetchall()}
+        for row in rows:
+            person = persons.get((row.site_id, row.message_id))
+            if person is None:
+                continue
             decisions = [
-                ledger.get(("a", row.anonymous_id)) if row.anonymous_id else None,
-                ledger.get(("u", row.user_id)) if row.user_id else None,
+                ledger.get(("a", site_id, row.anonymous_id)) if row.anonymous_id else None,
+                ledger.get(("u", site_id, row.user_id)) if row.user_id else None,
             ]
             said = False if False in decisions else True if True in decisions else None
             if not segment_consent.may_evaluate(segment_consent.claimed(row.context), said):
-                out.add(persons[(row.site_id, row.message_id)])
+                out.add(person)
         return out
 
 

@@ -149,60 +149,78 @@ class LeafIndex:
 
 
 def apply_event(
-    state: State, leaves: LeafIndex | Iterable[Leaf], event: Mapping[str, Any], now_ms: int
+    state: State,
+    leaves: LeafIndex | Iterable[Leaf],
+    event: Mapping[str, Any],
+    now_ms: int,
+    changed_sigs: set[str] | None = None,
 ) -> bool:
     """Add one stored event (``event["t"]``: its timestamp in epoch ms) to the leaves it
-    matches; True if the state changed."""
+    matches; True if the state changed. ``changed_sigs`` collects the signatures of the
+    leaves whose state changed."""
     index = leaves if isinstance(leaves, LeafIndex) else LeafIndex(leaves)
     t = int(event["t"])
     changed = False
     for leaf in index.candidates(event):
-        if isinstance(leaf, Aggregate):
-            if not leaf.filter.matches(event):
-                continue
-            start = (t // 1000) // leaf.width_s * leaf.width_s
-            if _expiry_ms(leaf, start) <= now_ms:
-                continue  # already outside the window
-            if leaf.kind == "count":
-                buckets = state.setdefault(leaf.sig, {}).setdefault("b", {})
-                buckets[str(start)] = buckets.get(str(start), 0) + 1
-            elif leaf.kind == "sum":
-                assert leaf.measure is not None
-                value = field_value(event, leaf.measure)
-                if not isinstance(value, int | float) or isinstance(value, bool):
-                    continue
-                buckets = state.setdefault(leaf.sig, {}).setdefault("b", {})
-                buckets[str(start)] = buckets.get(str(start), 0) + value
-            else:
-                assert leaf.measure is not None
-                value = field_value(event, leaf.measure)
-                if value is MISSING:
-                    continue
-                sets = state.setdefault(leaf.sig, {}).setdefault("d", {})
-                values = sets.setdefault(str(start), [])
-                digest = _value_hash(value)
-                if digest in values or len(values) >= DISTINCT_CAP:
-                    continue
-                bisect.insort(values, digest)
+        if _apply_leaf(state, leaf, event, t, now_ms):
             changed = True
-        elif isinstance(leaf, Sequence_):
-            if t + leaf.within_ms + leaf.lookback_ms <= now_ms:
-                continue
-            for i, step in enumerate(leaf.steps):
-                if step.matches(event):
-                    entry = state.setdefault(leaf.sig, {"t": [[] for _ in leaf.steps]})
-                    _insert_time(entry["t"][i], t)
-                    changed = True
+            if changed_sigs is not None:
+                changed_sigs.add(leaf.sig)
+    return changed
+
+
+def _apply_leaf(state: State, leaf: Leaf, event: Mapping[str, Any], t: int, now_ms: int) -> bool:
+    """One event into one leaf's state; True if the state changed."""
+    if isinstance(leaf, Aggregate):
+        if not leaf.filter.matches(event):
+            return False
+        start = (t // 1000) // leaf.width_s * leaf.width_s
+        if _expiry_ms(leaf, start) <= now_ms:
+            return False  # already outside the window
+        if leaf.kind == "count":
+            buckets = state.setdefault(leaf.sig, {}).setdefault("b", {})
+            bucket = str(start)
+            buckets[bucket] = buckets.get(bucket, 0) + 1
+        elif leaf.kind == "sum":
+            assert leaf.measure is not None
+            value = field_value(event, leaf.measure)
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                return False
+            buckets = state.setdefault(leaf.sig, {}).setdefault("b", {})
+            bucket = str(start)
+            buckets[bucket] = buckets.get(bucket, 0) + value
         else:
-            if leaf.absent.matches(event):
-                entry = state.setdefault(leaf.sig, {"a": [], "m": None})
-                if entry["m"] is None or t > entry["m"]:
-                    entry["m"] = t
-                    changed = True
-            if leaf.after.matches(event) and t + leaf.for_ms + leaf.lookback_ms > now_ms:
-                entry = state.setdefault(leaf.sig, {"a": [], "m": None})
-                _insert_time(entry["a"], t)
+            assert leaf.measure is not None
+            value = field_value(event, leaf.measure)
+            if value is MISSING:
+                return False
+            sets = state.setdefault(leaf.sig, {}).setdefault("d", {})
+            values = sets.setdefault(str(start), [])
+            digest = _value_hash(value)
+            if digest in values or len(values) >= DISTINCT_CAP:
+                return False
+            bisect.insort(values, digest)
+        return True
+    if isinstance(leaf, Sequence_):
+        if t + leaf.within_ms + leaf.lookback_ms <= now_ms:
+            return False
+        changed = False
+        for i, step in enumerate(leaf.steps):
+            if step.matches(event):
+                entry = state.setdefault(leaf.sig, {"t": [[] for _ in leaf.steps]})
+                _insert_time(entry["t"][i], t)
                 changed = True
+        return changed
+    changed = False
+    if leaf.absent.matches(event):
+        entry = state.setdefault(leaf.sig, {"a": [], "m": None})
+        if entry["m"] is None or t > entry["m"]:
+            entry["m"] = t
+            changed = True
+    if leaf.after.matches(event) and t + leaf.for_ms + leaf.lookback_ms > now_ms:
+        entry = state.setdefault(leaf.sig, {"a": [], "m": None})
+        _insert_time(entry["a"], t)
+        changed = True
     return changed
 
 
