@@ -426,8 +426,8 @@
         hoveredSince = now();
       }
     });
-    on(document, "mouseout", (event) => {
-      if (hovered && !hovered.contains(event.relatedTarget)) endHover();
+    on(document, "mouseleave", (event) => {
+      if (event.target == hovered) endHover();
     });
   };
 
@@ -564,11 +564,7 @@
     last_field: state.e || "",
     ms_since_start: now() - state.f
   });
-  var stateOf = (form) => {
-    let state = forms.get(form);
-    if (!state) forms.set(form, state = { f: now(), b: /* @__PURE__ */ new Set() });
-    return state;
-  };
+  var stateOf = (form) => forms.get(form) || forms.set(form, { f: now(), b: /* @__PURE__ */ new Set() }).get(form);
   var formTracking = () => {
     on(document, "input change", ({ target: field }) => {
       const form = field.form;

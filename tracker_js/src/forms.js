@@ -21,11 +21,8 @@ const send = (event, form, state = forms.get(form)) =>
     ms_since_start: now() - state.startedAt_,
   })
 
-const stateOf = form => {
-  let state = forms.get(form)
-  if (!state) forms.set(form, (state = { startedAt_: now(), touched_: new Set() }))
-  return state
-}
+// A form's state; the first time it is seen, a new one starting now (Map.set returns the map).
+const stateOf = form => forms.get(form) || forms.set(form, { startedAt_: now(), touched_: new Set() }).get(form)
 
 export const formTracking = () => {
   on(document, 'input change', ({ target: field }) => {

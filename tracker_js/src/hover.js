@@ -25,7 +25,8 @@ export const hover = () => {
       hoveredSince = now()
     }
   })
-  on(document, 'mouseout', event => {
-    if (hovered && !hovered.contains(event.relatedTarget)) endHover()
+  // mouseleave (captured: each element left) on the hovered element itself.
+  on(document, 'mouseleave', event => {
+    if (event.target == hovered) endHover()
   })
 }
