@@ -982,7 +982,7 @@ class SegmentsStep:
         for row in rows:
             person = persons.get((row.site_id, row.message_id))
             if person is not None and person not in stop[row.site_id]:
-                wanted[(row.site_id, person)].append(event_of(row))
+                wanted[(row.site_id, person)].append(event_of(row, sites[row.site_id].index.fields))
         merged = [
             (s, p, into)
             for (s, p), into in loaded.merged_into.items()

@@ -28,14 +28,16 @@ from __future__ import annotations
 import bisect
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from footfall.pipeline.segments.rules import (
     EVENT_FIELD_NAMES,
     MISSING,
+    PROPERTIES,
     Absence,
     Aggregate,
     AllOf,
@@ -71,9 +73,22 @@ class Verdict:
     next_ms: int | None
 
 
-def _value_hash(value: Any) -> str:
+def _digest(value: Any) -> str:
     canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.blake2b(canonical.encode(), digest_size=6).hexdigest()
+
+
+@lru_cache(maxsize=4096)
+def _scalar_digest(kind: str, value: Any) -> str:
+    # The type in the key: 1, 1.0 and True are equal in Python, not in JSON.
+    return _digest(value)
+
+
+def _value_hash(value: Any) -> str:
+    kind = type(value)
+    if kind is str or kind is int or kind is float or kind is bool:
+        return _scalar_digest(kind.__name__, value)
+    return _digest(value)
 
 
 def _insert_time(times: list[int], t: int) -> None:
@@ -86,63 +101,132 @@ def _expiry_ms(leaf: Aggregate, start_s: int) -> int:
     return (start_s + leaf.width_s + leaf.window_s) * 1000
 
 
-class LeafIndex:
-    """Leaves by the message type and event name their filters can match, so an event
-    is only tested against the leaves that could take it (built once per site's
-    definitions)."""
+# How one event goes into one leaf's state (the event has matched the filter it is
+# paired with): (state, event, t, now_ms) -> True if the state changed.
+_Apply = Callable[[State, Mapping[str, Any], int, int], bool]
 
-    def __init__(self, leaves: Iterable[Leaf]) -> None:
-        self.leaves = tuple(leaves)
-        self._pairs: dict[tuple[str, str], list[Leaf]] = {}
-        self._types: dict[str, list[Leaf]] = {}
-        self._events: dict[str, list[Leaf]] = {}
-        self._any: list[Leaf] = []
-        self._memo: dict[tuple[str | None, str | None], list[Leaf]] = {}
-        for leaf in self.leaves:
-            if isinstance(leaf, Aggregate):
-                filters: tuple[Filter, ...] = (leaf.filter,)
-            elif isinstance(leaf, Sequence_):
-                filters = leaf.steps
-            else:
-                filters = (leaf.after, leaf.absent)
-            for f in filters:
-                if f.types is not None and f.events is not None:
-                    targets = [
-                        self._pairs.setdefault((t, e), []) for t in f.types for e in f.events
-                    ]
-                elif f.types is not None:
-                    targets = [self._types.setdefault(t, []) for t in f.types]
-                elif f.events is not None:
-                    targets = [self._events.setdefault(e, []) for e in f.events]
-                else:
-                    targets = [self._any]
-                for target in targets:
-                    if not any(other is leaf for other in target):
-                        target.append(leaf)
+
+def _aggregate_apply(leaf: Aggregate) -> _Apply:
+    sig, width, kind, measure = leaf.sig, leaf.width_s, leaf.kind, leaf.measure
+    span_ms = (width + leaf.window_s) * 1000
+
+    def apply(state: State, event: Mapping[str, Any], t: int, now_ms: int) -> bool:
+        start = (t // 1000) // width * width
+        if start * 1000 + span_ms <= now_ms:
+            return False  # already outside the window
+        if kind == "count":
+            buckets = state.setdefault(sig, {}).setdefault("b", {})
+            bucket = str(start)
+            buckets[bucket] = buckets.get(bucket, 0) + 1
+            return True
+        assert measure is not None
+        value = field_value(event, measure)
+        if kind == "sum":
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                return False
+            buckets = state.setdefault(sig, {}).setdefault("b", {})
+            bucket = str(start)
+            buckets[bucket] = buckets.get(bucket, 0) + value
+            return True
+        if value is MISSING:
+            return False
+        values = state.setdefault(sig, {}).setdefault("d", {}).setdefault(str(start), [])
+        digest = _value_hash(value)
+        if digest in values or len(values) >= DISTINCT_CAP:
+            return False
+        bisect.insort(values, digest)
+        return True
+
+    return apply
+
+
+def _sequence_apply(leaf: Sequence_, step: int) -> _Apply:
+    sig, steps, span_ms = leaf.sig, len(leaf.steps), leaf.within_ms + leaf.lookback_ms
+
+    def apply(state: State, event: Mapping[str, Any], t: int, now_ms: int) -> bool:
+        if t + span_ms <= now_ms:
+            return False
+        entry = state.setdefault(sig, {"t": [[] for _ in range(steps)]})
+        _insert_time(entry["t"][step], t)
+        return True
+
+    return apply
+
+
+def _absent_apply(leaf: Absence) -> _Apply:
+    sig = leaf.sig
+
+    def apply(state: State, event: Mapping[str, Any], t: int, now_ms: int) -> bool:
+        entry = state.setdefault(sig, {"a": [], "m": None})
+        if entry["m"] is None or t > entry["m"]:
+            entry["m"] = t
+            return True
+        return False
+
+    return apply
+
+
+def _after_apply(leaf: Absence) -> _Apply:
+    sig, span_ms = leaf.sig, leaf.for_ms + leaf.lookback_ms
+
+    def apply(state: State, event: Mapping[str, Any], t: int, now_ms: int) -> bool:
+        if t + span_ms <= now_ms:
+            return False
+        entry = state.setdefault(sig, {"a": [], "m": None})
+        _insert_time(entry["a"], t)
+        return True
+
+    return apply
+
+
+def _parts(leaf: Leaf) -> list[tuple[Filter, _Apply]]:
+    """A leaf as (filter, what a matching event does to the leaf's state) pairs."""
+    if isinstance(leaf, Aggregate):
+        return [(leaf.filter, _aggregate_apply(leaf))]
+    if isinstance(leaf, Sequence_):
+        return [(step, _sequence_apply(leaf, i)) for i, step in enumerate(leaf.steps)]
+    return [(leaf.absent, _absent_apply(leaf)), (leaf.after, _after_apply(leaf))]
+
+
+# Per message type and event name: the filters that can match (each distinct filter once,
+# however many leaves share it), each with the (leaf sig, apply) of its leaves.
+_Plan = list[tuple[Filter, list[tuple[str, _Apply]]]]
+
+
+class LeafIndex:
+    """The leaves' filters by the message type and event name they can match, so an
+    event is tested once per distinct filter that could take it, and only goes into
+    the leaves whose filter it matched (built once per site's definitions)."""
 
     MEMO_MAX = 1024
 
-    def candidates(self, event: Mapping[str, Any]) -> list[Leaf]:
+    def __init__(self, leaves: Iterable[Leaf]) -> None:
+        self.leaves = tuple(leaves)
+        # Equal filters (a condition repeated with another window or threshold) as one.
+        groups: dict[str, tuple[Filter, list[tuple[str, _Apply]]]] = {}
+        fields: set[str] = {"type", "event"}
+        for leaf in self.leaves:
+            if not isinstance(leaf, Sequence_ | Absence) and leaf.measure is not None:
+                fields.add(_event_key(leaf.measure))
+            for f, apply in _parts(leaf):
+                fields.update(_event_key(p.field) for p in f.where)
+                groups.setdefault(repr(f), (f, []))[1].append((leaf.sig, apply))
+        self._groups = list(groups.values())
+        # The event keys the filters read (event_of's ``keys``).
+        self.fields = tuple(k for k in EVENT_KEYS if k in fields)
+        self._memo: dict[tuple[Any, Any], _Plan] = {}
+
+    def plan(self, event: Mapping[str, Any]) -> _Plan:
         kind, name = event.get("type"), event.get("event")
         key = (kind if isinstance(kind, str) else None, name if isinstance(name, str) else None)
         found = self._memo.get(key)
         if found is None:
-            seen: set[int] = set()
-            found = []
-            kind_s, name_s = key
-            groups = (
-                self._pairs.get((kind_s, name_s), ())
-                if kind_s is not None and name_s is not None
-                else (),
-                self._types.get(kind_s, ()) if kind_s is not None else (),
-                self._events.get(name_s, ()) if name_s is not None else (),
-                self._any,
-            )
-            for group in groups:
-                for leaf in group:
-                    if id(leaf) not in seen:
-                        seen.add(id(leaf))
-                        found.append(leaf)
+            found = [
+                (f, parts)
+                for f, parts in self._groups
+                if (f.types is None or key[0] in f.types)
+                and (f.events is None or key[1] in f.events)
+            ]
             if len(self._memo) < self.MEMO_MAX:
                 self._memo[key] = found
         return found
@@ -161,66 +245,14 @@ def apply_event(
     index = leaves if isinstance(leaves, LeafIndex) else LeafIndex(leaves)
     t = int(event["t"])
     changed = False
-    for leaf in index.candidates(event):
-        if _apply_leaf(state, leaf, event, t, now_ms):
-            changed = True
-            if changed_sigs is not None:
-                changed_sigs.add(leaf.sig)
-    return changed
-
-
-def _apply_leaf(state: State, leaf: Leaf, event: Mapping[str, Any], t: int, now_ms: int) -> bool:
-    """One event into one leaf's state; True if the state changed."""
-    if isinstance(leaf, Aggregate):
-        if not leaf.filter.matches(event):
-            return False
-        start = (t // 1000) // leaf.width_s * leaf.width_s
-        if _expiry_ms(leaf, start) <= now_ms:
-            return False  # already outside the window
-        if leaf.kind == "count":
-            buckets = state.setdefault(leaf.sig, {}).setdefault("b", {})
-            bucket = str(start)
-            buckets[bucket] = buckets.get(bucket, 0) + 1
-        elif leaf.kind == "sum":
-            assert leaf.measure is not None
-            value = field_value(event, leaf.measure)
-            if not isinstance(value, int | float) or isinstance(value, bool):
-                return False
-            buckets = state.setdefault(leaf.sig, {}).setdefault("b", {})
-            bucket = str(start)
-            buckets[bucket] = buckets.get(bucket, 0) + value
-        else:
-            assert leaf.measure is not None
-            value = field_value(event, leaf.measure)
-            if value is MISSING:
-                return False
-            sets = state.setdefault(leaf.sig, {}).setdefault("d", {})
-            values = sets.setdefault(str(start), [])
-            digest = _value_hash(value)
-            if digest in values or len(values) >= DISTINCT_CAP:
-                return False
-            bisect.insort(values, digest)
-        return True
-    if isinstance(leaf, Sequence_):
-        if t + leaf.within_ms + leaf.lookback_ms <= now_ms:
-            return False
-        changed = False
-        for i, step in enumerate(leaf.steps):
-            if step.matches(event):
-                entry = state.setdefault(leaf.sig, {"t": [[] for _ in leaf.steps]})
-                _insert_time(entry["t"][i], t)
+    for f, parts in index.plan(event):
+        if not f.matches_where(event):
+            continue
+        for sig, apply in parts:
+            if apply(state, event, t, now_ms):
                 changed = True
-        return changed
-    changed = False
-    if leaf.absent.matches(event):
-        entry = state.setdefault(leaf.sig, {"a": [], "m": None})
-        if entry["m"] is None or t > entry["m"]:
-            entry["m"] = t
-            changed = True
-    if leaf.after.matches(event) and t + leaf.for_ms + leaf.lookback_ms > now_ms:
-        entry = state.setdefault(leaf.sig, {"a": [], "m": None})
-        _insert_time(entry["a"], t)
-        changed = True
+                if changed_sigs is not None:
+                    changed_sigs.add(sig)
     return changed
 
 
@@ -406,13 +438,21 @@ def leaves_of(segments: Iterable[Segment]) -> list[Leaf]:
 EVENT_KEYS = (*EVENT_FIELD_NAMES, "properties")
 
 
-def event_of(source: Any) -> dict[str, Any]:
-    """What a filter sees of an event: an EventRow or a mapping of ``events`` columns."""
+def _event_key(name: str) -> str:
+    """The event_of key a filter field reads."""
+    return "properties" if name.startswith(PROPERTIES) else name
+
+
+def event_of(source: Any, keys: Iterable[str] = EVENT_KEYS) -> dict[str, Any]:
+    """What a filter sees of an event: an EventRow or a mapping of ``events`` columns.
+
+    ``keys``: the event keys to take (default all; LeafIndex.fields: what its filters read).
+    """
     if isinstance(source, Mapping):
-        event = {k: source.get(k) for k in EVENT_KEYS}
+        event = {k: source.get(k) for k in keys}
         timestamp = source["timestamp"]
     else:
-        event = {k: getattr(source, k) for k in EVENT_KEYS}
+        event = {k: getattr(source, k) for k in keys}
         timestamp = source.timestamp
     event["t"] = epoch_ms(timestamp)
     return event

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -214,20 +214,77 @@ def field_value(event: Mapping[str, Any], name: str) -> Any:
     return MISSING if value is None else value
 
 
+EventTest = Callable[[Mapping[str, Any]], bool]
+
+
+def _value_test(op: str, arg: Any) -> Callable[[Any], bool]:
+    """Predicate.holds' test of one operator, for a present value, as a function."""
+    if op == "eq":
+        return lambda v: _equal(v, arg)
+    if op == "ne":
+        return lambda v: not _equal(v, arg)
+    if op == "in":
+        return lambda v: any(_equal(v, a) for a in arg)
+    if op in ("gt", "gte", "lt", "lte"):
+        return lambda v: _number(v) and compare(op, v, arg)
+    if op == "prefix":
+        return lambda v: isinstance(v, str) and v.startswith(arg)
+    if op == "contains":
+        return lambda v: isinstance(v, str) and arg in v
+    if op == "glob":
+        match = glob_regex(arg).match
+        return lambda v: isinstance(v, str) and match(v) is not None
+    raise AssertionError(op)  # pragma: no cover - the schema admits no other operator
+
+
+def event_test(predicate: Predicate) -> EventTest:
+    """``predicate.holds`` of an event's field, compiled once (the same answers)."""
+    name = predicate.field
+    exists = [bool(arg) for op, arg in predicate.ops if op == "exists"]
+    tests = [_value_test(op, arg) for op, arg in predicate.ops if op != "exists"]
+    if _property_path(name) is None and not exists and len(tests) == 1:
+        (only,) = tests
+
+        def simple(event: Mapping[str, Any]) -> bool:
+            value = event.get(name)
+            return value is not None and only(value)
+
+        return simple
+
+    def test(event: Mapping[str, Any]) -> bool:
+        value = field_value(event, name)
+        present = value is not MISSING
+        if any(present != wanted for wanted in exists):
+            return False
+        if not tests:
+            return True
+        return present and all(t(value) for t in tests)
+
+    return test
+
+
 @dataclass(frozen=True, slots=True)
 class Filter:
     types: frozenset[str] | None
     events: frozenset[str] | None
     where: tuple[Predicate, ...]
+    # The where predicates compiled (event_test), in order.
+    tests: tuple[EventTest, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tests", tuple(event_test(p) for p in self.where))
 
     def matches(self, event: Mapping[str, Any]) -> bool:
         if self.types is not None and event.get("type") not in self.types:
             return False
         if self.events is not None and event.get("event") not in self.events:
             return False
-        for predicate in self.where:
-            value = field_value(event, predicate.field)
-            if not predicate.holds(value, value is not MISSING):
+        return self.matches_where(event)
+
+    def matches_where(self, event: Mapping[str, Any]) -> bool:
+        """The ``where`` predicates alone (the type and event name known to match)."""
+        for test in self.tests:  # noqa: SIM110 - a loop, not a generator: per event and leaf
+            if not test(event):
                 return False
         return True
 
