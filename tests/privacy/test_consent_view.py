@@ -137,8 +137,10 @@ def test_a_withdrawal_committed_elsewhere_binds_the_very_next_lookup(database: s
         for n in range(30):
             visitor = f"cv-next-{n}-{uuid.uuid4().hex[:6]}"
             await asyncio.to_thread(_decide, database, site, visitor, True)
-            assert _analytics(await view.ledger(site, [_msg(visitor)]), visitor) is True
-            assert _analytics(await view.ledger(site, [_msg(visitor)]), visitor) is True
+            # The grant's notification may come after the first look-up was held (and drop
+            # it, harmlessly): the look-ups after that answer from memory.
+            for _ in range(3):
+                assert _analytics(await view.ledger(site, [_msg(visitor)]), visitor) is True
             await asyncio.to_thread(_decide, database, site, visitor, False)
             assert _analytics(await view.ledger(site, [_msg(visitor)]), visitor) is False
         assert view.hits >= 30 and view.fallbacks == 0

@@ -31,11 +31,16 @@ answer (the listening backend processes pending notifications before its
 ReadyForQuery; the committing backend signalled it before its own client
 learnt of the commit). A withdrawal answered anywhere before the request
 arrived has therefore been applied to the view when the round trip returns,
-and the request reads the view after that. Requests arriving while a round
-trip is in flight share the next one, so under load one round trip (a
-``SELECT 1`` on an idle autocommit connection: no pool checkout, no
-transaction) serves many requests; when idle, a round trip every
-:data:`IDLE_S` reads what arrived and notices a lost connection.
+and the request reads the view after that. A batch none of whose ids the view
+holds skips the round trip: its query, sent after the request arrived, reads
+every earlier commit. Requests arriving while a round trip is in flight share
+the next one, so under load one round trip (a ``SELECT pg_backend_pid()`` on
+an idle autocommit connection: no pool checkout, no transaction; the pid
+proves the session is still the listening one) serves many requests; when
+idle, a round trip every :data:`IDLE_S` reads what arrived and notices a lost
+connection. The round trip is the price of exactness: without it, B could
+answer from memory in the window (sub-millisecond; longer under load)
+between A's commit and B reading the notification.
 
 **The race of a look-up with a decision.** A look-up's query may start before a
 decision commits and its answer come back after the decision's notification
@@ -84,17 +89,23 @@ NO_TRIGGERS_RETRY_S = 30.0
 
 # The triggers of migration 20261202_0100: without them nothing would be invalidated.
 TRIGGERS = """
-SELECT count(*) FROM pg_trigger WHERE tgenabled <> 'D' AND (tgrelid, tgname) IN (
+SELECT count(*), pg_backend_pid() FROM pg_trigger WHERE tgenabled <> 'D' AND (tgrelid, tgname) IN (
   (to_regclass('consent_log'), 'consent_log_notify'),
   (to_regclass('privacy_suppressions'), 'privacy_suppressions_notify'))
 """
-SYNC = "SELECT 1"
+# The round trip; the pid proves the session is still the one that LISTENs (behind a
+# pooler in transaction mode it would not be, and notifications would go elsewhere).
+SYNC = "SELECT pg_backend_pid()"
 
 # (site_id, "a" | "u", raw id): one cached answer.
 Key = tuple[int, str, str]
 # (site_id, "a" | "u" | "s", stored id or suppression hash): what a notification names.
 Tag = tuple[int, str, str]
 Query = Callable[[AsyncConnectionPool, int, StoredIds], Awaitable[LedgerView]]
+
+
+class NotASession(Exception):
+    """The listening connection is not one PostgreSQL session (it would miss notifications)."""
 
 
 @dataclass(slots=True)
@@ -216,13 +227,19 @@ class ConsentView:
         anonymous_ids, user_ids = batch_ids(messages)
         if not anonymous_ids and not user_ids:
             return LedgerView()
-        if not await self.sync():
+        entries = self._entries
+        held = any((site_id, "a", a) in entries for a in anonymous_ids) or any(
+            (site_id, "u", u) in entries for u in user_ids
+        )
+        # A held answer may be stale until the round trip has brought every change
+        # committed before now; ids not held are queried, and a query sent after now
+        # reads those changes anyway.
+        if not self._live or (held and not await self.sync()):
             self.fallbacks += 1
             return await self._query(
                 self._pool, site_id, stored_ids(anonymous_ids, user_ids, self._keyring)
             )
-        # Every change committed before this request arrived has been applied; from here
-        # to the registration of the misses there is no await.
+        # From here to the registration of the misses there is no await.
         view = LedgerView()
         missing_anonymous = [a for a in anonymous_ids if not self._answer(view, site_id, "a", a)]
         missing_users = [u for u in user_ids if not self._answer(view, site_id, "u", u)]
@@ -387,11 +404,14 @@ class ConsentView:
                         )
                         await asyncio.sleep(NO_TRIGGERS_RETRY_S)
                         continue
-                    self._listener_pid = conn.info.backend_pid
+                    self._listener_pid = row[1]
                     self._go_live()
                     log.info("consent view: listening (epoch %d)", self._epoch)
                     delay = 0.5
                     await self._serve(conn)
+            except NotASession as exc:
+                log.error("consent view: %s; every request queries the ledger", exc)
+                await asyncio.sleep(NO_TRIGGERS_RETRY_S)
             except (psycopg.Error, OSError, TimeoutError) as exc:
                 log.warning(
                     "consent view: listener connection lost (%s); requests query the ledger"
@@ -415,7 +435,13 @@ class ConsentView:
             round_, self._next = self._next, None
             try:
                 async with asyncio.timeout(ROUND_TIMEOUT_S):
-                    await conn.execute(SYNC)  # notifications come first, to _on_notify
+                    # Notifications come first, to _on_notify.
+                    row = await (await conn.execute(SYNC)).fetchone()
+                if row is None or row[0] != self._listener_pid:
+                    raise NotASession(
+                        "the listening connection changed backends (a pooler in transaction"
+                        " mode?): the consent view needs a session of its own"
+                    )
             except BaseException:
                 if round_ is not None:
                     round_.done.set()
