@@ -37,6 +37,7 @@ from footfall.settings import Settings
 from footfall.state import AppState
 from footfall.storage import migrate, partitions
 from footfall.storage.consent import record_consent
+from footfall.storage.consent_view import ConsentView
 from footfall.storage.engine import create_pool, resolve_database_url
 from footfall.storage.identity import identity_step
 from footfall.storage.outage import StorageUnavailable, is_bad_value, is_outage
@@ -165,10 +166,12 @@ def create_app(settings: Settings | None = None, *, migrate_on_start: bool = Tru
             rate_limiter=RateLimiter.from_settings(settings, metrics.count_rate_limited),
             segments=segments_step,
         )
+        assert state.keyring is not None
+        consent = state.consent = ConsentView(pool, dsn, state.keyring)
+        consent.start()
         if settings.demo_enabled:
             state.demo_write_key = await demo_write_key(pool)
         if settings.webhook_dispatcher:
-            assert state.keyring is not None
             state.webhooks = Dispatcher(
                 pool, dsn, state.keyring, DispatchConfig.from_settings(settings)
             )
@@ -199,6 +202,7 @@ def create_app(settings: Settings | None = None, *, migrate_on_start: bool = Tru
             if state.webhooks is not None:
                 await state.webhooks.close()
             await writer.close()  # commits and answers what is in flight
+            await consent.close()
             await pool.close()
             if geo is not None:
                 geo.close()

@@ -11,6 +11,7 @@ from footfall.api.ratelimit import RateLimiter
 from footfall.pipeline.privacy import Keyring
 from footfall.pipeline.process import Pipeline
 from footfall.settings import Settings
+from footfall.storage.consent_view import ConsentView
 from footfall.storage.salts import SaltStore
 from footfall.storage.segments import SegmentsStep
 from footfall.storage.sites import SiteCache
@@ -34,6 +35,8 @@ class AppState:
     # Privacy (issue 4): the visitor-hash salts kept loaded, the PII keys for look-ups.
     salts: SaltStore | None = None
     keyring: Keyring | None = None
+    # The consent ledger as this process sees it (issue 12): answers without a query.
+    consent: ConsentView | None = None
     # Segments (issue 10): the writer's step, whose definitions the pull endpoints share.
     segments: SegmentsStep | None = None
     # Webhooks (issue 10): this process's outbox dispatcher, unless turned off.

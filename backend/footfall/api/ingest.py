@@ -170,11 +170,14 @@ async def _privacy_inputs(
     state: AppState, site_id: int, messages: list[Any], received_at: datetime
 ) -> LedgerView | None:
     """What the consent and privacy steps read but cannot fetch: today's visitor salt
-    (loaded once a day) and the consent ledger's entries for the batch (one query)."""
+    (loaded once a day) and the consent ledger's entries for the batch (from the
+    process's view of the ledger, storage/consent_view.py; else one query)."""
     if state.keyring is None or state.salts is None:
         return None
     # An outage here is answered 503 by the app's storage error handler.
     await state.salts.ensure(received_at.date())
+    if state.consent is not None:
+        return await state.consent.ledger(site_id, messages)
     return await load_ledger(state.pool, site_id, messages, state.keyring)
 
 

@@ -81,7 +81,7 @@ log = logging.getLogger(__name__)
 
 CHANNEL = "footfall_consent"
 APPLICATION_NAME = "footfall-consent-view"
-MAX_ENTRIES = 20_000  # ids held per process (about 1 kB each)
+MAX_ENTRIES = 20_000  # ids held per process (about 0.5 kB each)
 IDLE_S = 1.0  # a round trip this often when no request asks for one
 ROUND_TIMEOUT_S = 5.0  # a round trip slower than this: the connection is dropped
 RECONNECT_MAX_S = 5.0
