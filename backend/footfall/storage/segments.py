@@ -22,6 +22,7 @@ membership row per person and segment, whatever the number of collectors.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections import defaultdict
@@ -40,6 +41,7 @@ from footfall.pipeline.identity import ANONYMOUS, PERSON, USER
 from footfall.pipeline.segments import consent as segment_consent
 from footfall.pipeline.segments.evaluate import (
     EVENT_KEYS,
+    PROFILE_PRINT,
     LeafIndex,
     State,
     apply_event,
@@ -258,6 +260,8 @@ class SiteSegments:
     by_sig: Mapping[str, tuple[int, ...]] = field(init=False)
     # Positions of the segments that test profile attributes (any event may change them).
     profiled: tuple[int, ...] = field(init=False)
+    # The profile attributes in profile_print (all of them if any segment tests one).
+    profile_fields: tuple[str, ...] = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "index", LeafIndex(leaves_of(self.segments)))
@@ -273,12 +277,23 @@ class SiteSegments:
         object.__setattr__(
             self, "profiled", tuple(i for i, s in enumerate(self.segments) if s.uses_profile)
         )
+        fields = sorted({f for s in self.segments if s.uses_profile for f in PROFILE_ATTRIBUTES})
+        object.__setattr__(self, "profile_fields", tuple(fields))
 
-    def affected(self, changed: Iterable[str]) -> list[Segment]:
+    def profile_print(self, profile: Mapping[str, Any] | None) -> str | None:
+        """A digest of the profile attributes rules may test (None: no segment tests any),
+        kept in the window state: a profile test is evaluated again when it changes."""
+        if not self.profile_fields:
+            return None
+        values = [None if profile is None else profile.get(f) for f in self.profile_fields]
+        return hashlib.blake2b(orjson.dumps(values), digest_size=8).hexdigest()
+
+    def affected(self, changed: Iterable[str], profile_changed: bool = True) -> list[Segment]:
         """The segments whose answer may differ after the leaves ``changed`` took events:
-        those using one of them, and those testing the profile. The others' answers
-        change only with time, when the person is due (the sweeper's work)."""
-        positions = set(self.profiled)
+        those using one of them, and (if ``profile_changed``) those testing the profile.
+        The others' answers change only with time, when the person is due (the
+        sweeper's work)."""
+        positions = set(self.profiled) if profile_changed else set()
         for sig in changed:
             positions.update(self.by_sig.get(sig, ()))
         return [self.segments[i] for i in sorted(positions)]
@@ -653,12 +668,25 @@ def decide(
     the others keep their answers (``open_``: the person's open memberships by key),
     which change with time alone, not before ``due_ms`` (the kept due time, which the
     result's cannot be later than: an early due time only costs the sweeper a visit).
+    Segments testing the profile are evaluated when the profile's digest kept in the
+    state (``PROFILE_PRINT``) differs from ``profile``'s.
+    ``state`` is the caller's to give away: the result may share and change its parts.
     """
-    state = prune(state, site.index, now_ms)
     changed: set[str] = set()
+    printed = state.get(PROFILE_PRINT)
+    state = prune(state, site.index, now_ms) if full else dict(state)
     for event in sorted(events, key=lambda e: e["t"]):
         apply_event(state, site.index, event, now_ms, changed)
-    segments = site.segments if full else site.affected(changed)
+    if not full:
+        # Only the leaves the events changed: the others' expired parts go at the next
+        # full evaluation, at the latest when the person is due (or their caps hold them).
+        state = prune(state, site.index, now_ms, changed)
+    profile_print = site.profile_print(profile)
+    if profile_print is None:
+        state.pop(PROFILE_PRINT, None)
+    else:
+        state[PROFILE_PRINT] = profile_print
+    segments = site.segments if full else site.affected(changed, profile_print != printed)
     next_ms = None if full else due_ms
     evaluated = {s.key for s in segments}
     current = [s.key for s in site.segments if s.key in open_ and s.key not in evaluated]

@@ -54,6 +54,10 @@ from footfall.pipeline.segments.rules import (
 )
 
 State = dict[str, Any]
+# The state's key of a digest of the person's profile attributes as last evaluated
+# (storage/segments.py: profile tests are evaluated again when it changes); leaf
+# signatures are hexadecimal, so it is never one.
+PROFILE_PRINT = "profile"
 
 SEQUENCE_CAP = 64  # times kept per sequence step / absence "after" (the latest)
 DISTINCT_CAP = 200  # distinct values kept per bucket
@@ -256,39 +260,71 @@ def apply_event(
     return changed
 
 
-def prune(state: State, leaves: LeafIndex | Iterable[Leaf], now_ms: int) -> State:
-    """The state without what can never count again, and without leaves no segment uses."""
-    out: State = {}
+def _pruned(leaf: Leaf, entry: Any, now_ms: int) -> Any:
+    """A leaf's state without what can never count again (None: nothing left)."""
+    if isinstance(leaf, Aggregate):
+        key = "d" if leaf.kind == "distinct" else "b"
+        buckets = entry.get(key, {})
+        if not buckets:
+            return None
+        # A bucket counts until (start + width + window) s: kept if start > cutoff.
+        cutoff = (now_ms - (leaf.width_s + leaf.window_s) * 1000) // 1000
+        if min(map(int, buckets)) > cutoff:
+            return {key: buckets}  # nothing expired: no copy
+        kept = {start: v for start, v in buckets.items() if int(start) > cutoff}
+        return {key: kept} if kept else None
+    if isinstance(leaf, Sequence_):
+        horizon = now_ms - leaf.within_ms - leaf.lookback_ms
+        steps = [[t for t in times if t > horizon] for times in entry["t"]]
+        return {"t": steps} if any(steps) else None
+    latest = entry.get("m")
+    horizon = now_ms - leaf.for_ms - leaf.lookback_ms
+    after = [t for t in entry["a"] if t > horizon and (latest is None or t > latest)]
+    # The latest "absent" time matters only while an "after" could precede it.
+    if after or (latest is not None and latest > horizon):
+        return {"a": after, "m": latest}
+    return None
+
+
+def prune(
+    state: State,
+    leaves: LeafIndex | Iterable[Leaf],
+    now_ms: int,
+    only: set[str] | None = None,
+) -> State:
+    """The state without what can never count again, and without leaves no segment uses.
+
+    ``only``: prune just these leaves (signatures) and keep every other entry as it is.
+    The result may share entries with ``state``.
+    """
+    if only is not None:
+        out = dict(state)
+        for leaf in leaves.leaves if isinstance(leaves, LeafIndex) else leaves:
+            if leaf.sig in only and leaf.sig in out:
+                entry = _pruned(leaf, out[leaf.sig], now_ms)
+                if entry is None:
+                    del out[leaf.sig]
+                else:
+                    out[leaf.sig] = entry
+        return out
+    out = {}
     for leaf in leaves.leaves if isinstance(leaves, LeafIndex) else leaves:
         entry = state.get(leaf.sig)
         if entry is None or leaf.sig in out:
             continue
-        if isinstance(leaf, Aggregate):
-            key = "d" if leaf.kind == "distinct" else "b"
-            kept = {
-                s: v for s, v in entry.get(key, {}).items() if _expiry_ms(leaf, int(s)) > now_ms
-            }
-            if kept:
-                out[leaf.sig] = {key: kept}
-        elif isinstance(leaf, Sequence_):
-            horizon = now_ms - leaf.within_ms - leaf.lookback_ms
-            steps = [[t for t in times if t > horizon] for times in entry["t"]]
-            if any(steps):
-                out[leaf.sig] = {"t": steps}
-        else:
-            latest = entry.get("m")
-            horizon = now_ms - leaf.for_ms - leaf.lookback_ms
-            after = [t for t in entry["a"] if t > horizon and (latest is None or t > latest)]
-            # The latest "absent" time matters only while an "after" could precede it.
-            if after or (latest is not None and latest > horizon):
-                out[leaf.sig] = {"a": after, "m": latest}
+        entry = _pruned(leaf, entry, now_ms)
+        if entry is not None:
+            out[leaf.sig] = entry
     return out
 
 
 def merge_states(into: State, other: State) -> State:
     """Two persons' states as one (an identity merge): the union of what their events added."""
     out: State = json.loads(json.dumps(into))
+    out.pop(PROFILE_PRINT, None)  # of one of them: the merged person is evaluated anew
     for sig, entry in other.items():
+        if sig == PROFILE_PRINT:
+            continue
         mine = out.get(sig)
         if mine is None:
             out[sig] = json.loads(json.dumps(entry))
