@@ -76,6 +76,8 @@ class LedgerView:
     suppressed_user_ids: set[str] = field(default_factory=set)
 
     def latest(self, anonymous_id: str | None, user_id: str | None) -> ConsentDecision | None:
+        if not self.by_anonymous_id and not self.by_user_id:
+            return None  # the usual case: nobody in the batch ever decided
         found = [
             d
             for d in (
@@ -119,13 +121,15 @@ class LedgerEntry:
 
 def subject_ids(message: dict[str, Any]) -> tuple[str | None, str | None]:
     """The raw (anonymousId, userId) of a message, as strings."""
+    return _id_text(message.get("anonymousId")), _id_text(message.get("userId"))
 
-    def text(value: Any) -> str | None:
-        if value is None or isinstance(value, bool | dict | list) or value == "":
-            return None
-        return str(value)
 
-    return text(message.get("anonymousId")), text(message.get("userId"))
+def _id_text(value: Any) -> str | None:
+    if isinstance(value, str):
+        return value or None
+    if value is None or isinstance(value, bool | dict | list):
+        return None
+    return str(value)
 
 
 def claimed_analytics(message: dict[str, Any]) -> bool | None:
@@ -163,7 +167,12 @@ def _signals(headers: Mapping[str, str]) -> tuple[bool, bool]:
 
 def analytics_consent(message: dict[str, Any], ctx: RequestContext) -> str:
     """GRANTED, DENIED or UNDECIDED for ``message`` (see the module docstring)."""
-    anonymous_id, user_id = subject_ids(message)
+    return _analytics_consent(message, ctx, *subject_ids(message))
+
+
+def _analytics_consent(
+    message: dict[str, Any], ctx: RequestContext, anonymous_id: str | None, user_id: str | None
+) -> str:
     latest = ctx.ledger.latest(anonymous_id, user_id) if ctx.ledger is not None else None
     if latest is not None and latest.analytics is False:
         return DENIED
@@ -261,12 +270,12 @@ def consent_step(key: PiiKey) -> Callable[[Draft, RequestContext], None]:
             if ledger is None and entry.analytics is not None:
                 state = GRANTED if entry.analytics else DENIED
             else:
-                state = analytics_consent(message, ctx)
+                state = _analytics_consent(message, ctx, anonymous_id, user_id)
             # The decision is always kept; its identifiers stay in the ledger only
             # unless analytics is granted.
             draft.anonymous = state != GRANTED
             return
-        state = analytics_consent(message, ctx)
+        state = _analytics_consent(message, ctx, anonymous_id, user_id)
         mode = ctx.site.consent_mode
         if state == GRANTED or (state == UNDECIDED and mode == "implied"):
             return

@@ -296,7 +296,7 @@ def detect(ua: str | None, hints: ClientHints) -> Device:
 
 
 _NO_HINTS = ClientHints()
-_HEADER_HINTS = "device.header_hints"  # RequestMemo keys
+_HEADER_DEVICE = "device.from_headers"  # RequestMemo keys
 _DEVICE = "device.device"
 
 
@@ -312,13 +312,16 @@ def device_step(draft: Draft, ctx: RequestContext) -> None:
     ua = ua if isinstance(ua, str) and ua else ctx.user_agent
     data = context.get("userAgentData")
     hints = _NO_HINTS if data is None else hints_from_context(data)
-    memo = ctx.memo
     if not hints.present and ua == ctx.user_agent:
         # Request headers describe the sender of the request; they apply only when
-        # the message's UA is the request's own (a browser sending for itself).
+        # the message's UA is the request's own (a browser sending for itself). Both
+        # are the request's: one device per request.
         headers = ctx.headers
-        hints = memo.of(_HEADER_HINTS, headers, lambda: hints_from_headers(headers))
-    is_bot, columns = memo.once((_DEVICE, ua, hints), lambda: _detected(ua, hints))
+        is_bot, columns = ctx.memo.of(
+            _HEADER_DEVICE, headers, lambda: _detected(ua, hints_from_headers(headers))
+        )
+    else:
+        is_bot, columns = ctx.memo.once((_DEVICE, ua, hints), lambda: _detected(ua, hints))
     if is_bot and not ctx.site.settings.get("allow_bots", False):
         raise Refused(BOT)
     draft.columns.update(columns)

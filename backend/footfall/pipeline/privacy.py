@@ -152,7 +152,7 @@ def memo_key(key: Hasher, memo: RequestMemo) -> MemoKey:
     """``key`` with its results kept in the request's memo (one per key and request)."""
     if isinstance(key, MemoKey):
         return key
-    return memo.once((_MEMO_KEY, key), lambda: MemoKey(key))
+    return memo.of(_MEMO_KEY, key, lambda: MemoKey(key))
 
 
 def keyring_of(key_id: str, secret: str, previous: Iterable[tuple[str, str]] = ()) -> Keyring:
@@ -373,7 +373,7 @@ def scrubber(policy: Policy, memo: RequestMemo) -> Callable[[str], str]:
     A batch repeats most of its strings (the page, the referrer, the library,
     property names): the memo's table maps each to its scrubbed text.
     """
-    return memo.once((_SCRUB, policy), lambda: _Scrubbed(policy.params).__getitem__)
+    return memo.of(_SCRUB, policy, lambda: _Scrubbed(policy.params).__getitem__)
 
 
 class _Scrubbed(dict[str, str]):

@@ -67,7 +67,8 @@ class RequestMemo:
         return value
 
     def of(self, name: str, source: object, compute: Callable[[], T]) -> T:
-        """:meth:`once` for a value read from an unhashable object (the request's headers).
+        """:meth:`once` for a value derived from one object (the request's headers, a key,
+        a policy): no hashing of its content, it may even be unhashable.
 
         Keyed by the object's identity; the entry keeps the object referenced, so
         its id cannot be reused by another object while the memo lives (a context
