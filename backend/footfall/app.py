@@ -46,7 +46,7 @@ from footfall.storage.salts import SaltStore, continue_visitors
 from footfall.storage.segments import SegmentsStep, Sweeper
 from footfall.storage.sessions import sessions_step
 from footfall.storage.sites import SiteCache, demo_write_key, ensure_demo_site
-from footfall.storage.writer import TxStep, Writer
+from footfall.storage.writer import TxStep, Writer, copy_events
 from footfall.webhooks.dispatcher import DispatchConfig, Dispatcher
 
 log = logging.getLogger("footfall")
@@ -85,12 +85,18 @@ def build_pipeline(
 
 
 def build_tx_steps(settings: Settings, segments_step: SegmentsStep | None = None) -> list[TxStep]:
-    """What the writer does in its transaction for new rows (also used by replay)."""
+    """What the writer does in its transaction for new rows (also used by replay).
+
+    The steps before ``copy_events`` decide what the new rows are written with
+    (visitor hash, session id); the steps after it may read them from ``events``
+    (the phases: storage/writer.py).
+    """
     return [
         record_consent,
         continue_visitors,
         identity_step,
         sessions_step,
+        copy_events,
         profiles_step,
         segments_step or SegmentsStep(),
     ]

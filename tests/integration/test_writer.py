@@ -31,6 +31,7 @@ def _row(site_id: int, message_id: str | None = None) -> EventRow:
         undeclared=False,
     )
     values.pop("index")
+    values.pop("extras")
     return EventRow(**values)
 
 

@@ -115,3 +115,37 @@ def test_visit_across_midnight_stays_one_visitor(scratch: str) -> None:
     # Only today's and yesterday's salts exist.
     days = [r["day"] for r in query(scratch, "SELECT day FROM visitor_salts ORDER BY day")]
     assert days == [DAY2, DAY2 + timedelta(days=1)]
+
+
+def test_visit_across_midnight_in_one_commit(scratch: str) -> None:
+    """Requests from both sides of midnight in one group commit: the rows are written
+    with their final hash (no UPDATE), each continuing the visit the one before it did."""
+    site_id, key = make_site(scratch, consent_mode="anonymous")
+    site = Site(id=site_id, name="s", write_key=key, consent_mode="anonymous")
+    settings = collector_settings(scratch)
+    ring = SaltRing()
+    pipeline = build_pipeline(settings, salts=ring)
+    steps = build_tx_steps(settings)
+
+    async def scenario() -> None:
+        async with await psycopg.AsyncConnection.connect(scratch) as conn:
+            await rotate(conn, DAY1)
+            ring.set(DAY2, await rotate(conn, DAY2))
+            rows = []
+            for at in (_at(DAY1, 23, 50), _at(DAY2, 0, 10), _at(DAY2, 0, 35), _at(DAY2, 1, 30)):
+                ctx = RequestContext(site=site, received_at=at, ip="198.51.100.4", user_agent=UA)
+                rows += pipeline.run([_page()], ctx).rows
+            async with conn.transaction():
+                await store_messages(conn, rows, [], steps)
+
+    asyncio.run(scenario())
+    stored = [
+        r["visitor_hash"]
+        for r in query(
+            scratch,
+            "SELECT visitor_hash FROM events WHERE site_id = %s ORDER BY received_at",
+            (site_id,),
+        )
+    ]
+    assert stored[0] == stored[1] == stored[2]  # 00:35 goes on with the visit 00:10 continued
+    assert stored[3] != stored[0]  # 55 minutes later: a new visit, today's hash

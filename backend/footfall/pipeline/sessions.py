@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from footfall.pipeline.identity import is_illegal_id
+from footfall.pipeline.identity import PERSON, is_illegal_id
 from footfall.pipeline.scrub import iana_zone
 from footfall.pipeline.types import EventRow
 
@@ -97,6 +97,12 @@ ASSIGNED_SESSION = "assigned_session_id"
 def session_of(row: EventRow) -> str | None:
     """The session of a stored row: the one the sessions step assigned, else its own id."""
     return row.extras.get(ASSIGNED_SESSION) or row.session_id
+
+
+# EventRow.extras key: the person of the row's anonymous id (the device's), set by
+# the writer's identity step for a row that also has a user id; the row's own
+# person (extras[PERSON]) is its user id's.
+DEVICE_PERSON = "device_person"
 
 
 # --- per-session delta -------------------------------------------------------------
@@ -274,6 +280,32 @@ def session_part(
     if user_person == device_person:
         return None
     return f"{session_id}{PART_MARK}{user_id[:16]}"
+
+
+def assign_parts(
+    rows: Iterable[EventRow], assigned: dict[tuple[int, str], str]
+) -> dict[tuple[int, str], str]:
+    """Session part of each row whose user is not its device's person (:func:`session_part`).
+
+    ``assigned`` gives the idle rule's session of rows that came without one.
+    Reads the persons the identity step left in the rows' extras (``PERSON``,
+    ``DEVICE_PERSON``), and records the part in ``extras[ASSIGNED_SESSION]``,
+    which the events row is written with.
+    """
+    parts: dict[tuple[int, str], str] = {}
+    for row in rows:
+        key = (row.site_id, row.message_id)
+        session_id = row.session_id or assigned.get(key)
+        if session_id is None or row.user_id is None:
+            continue
+        user, device = row.extras.get(PERSON), row.extras.get(DEVICE_PERSON)
+        part = session_part(session_id, row.user_id, user, device)
+        if part is not None:
+            parts[key] = part
+            row.extras[ASSIGNED_SESSION] = part
+        elif row.session_id is not None:
+            row.extras.pop(ASSIGNED_SESSION, None)  # left by a rolled-back attempt
+    return parts
 
 
 # --- the idle rule for messages without a session id ------------------------------

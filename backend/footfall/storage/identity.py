@@ -5,10 +5,14 @@ kept flat so one join resolves any person), ``identities`` ((site, kind,
 value) -> the person it was first attached to; never re-pointed) and
 ``person_merges`` (one row per merged person: the history).
 
-Fast path: one query resolves every id of the batch; links whose ids already
-share a person cost nothing more, and ids seen alone that have no person get
-one in a single INSERT (a conflict there means another collector created it
-first, which is fine).
+Fast path, one round trip (a pipeline): the site's identity lock taken
+shared, one INSERT giving each id seen alone a person unless it has one (a
+conflict means it has, or another collector created it first, which is
+fine), one query resolving every id of the batch. A batch with links first
+resolves its ids to tell the links that change something; those whose ids
+already share a person cost nothing more. The persons read last are each
+row's (``extras[PERSON]``): under the shared lock no merge can move them
+before the transaction ends, so the steps after this one use them as they are.
 
 Slow path, for links that change something: a transaction-level advisory
 lock per site serializes the collectors' identity changes of one site (logins
@@ -26,9 +30,10 @@ are rare next to page views), then per link, inside a savepoint:
 Every change to a person (an id attached, a merge into or out of it) happens
 with that person locked, so two collectors applying the same identify at once
 serialize, and the second finds the ids already linked: one person, one merge
-record. Ids seen alone are created without that lock, so a new id may still
-be inserted by two transactions at once in opposite orders: PostgreSQL then
-aborts one with a deadlock, and the writer retries it whole.
+record. Ids seen alone are created under the site's lock taken shared, after
+the links (which hold it exclusively), in key order: never at the same time as
+a link of that site. Should PostgreSQL still abort a transaction with a
+deadlock, the writer retries it whole.
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ from typing import Any
 import psycopg
 
 from footfall.pipeline.identity import (
+    ANONYMOUS,
+    PERSON,
     USER,
     Act,
     IdKey,
@@ -49,6 +56,7 @@ from footfall.pipeline.identity import (
     decide_link,
     plan_identities,
 )
+from footfall.pipeline.sessions import DEVICE_PERSON
 from footfall.pipeline.types import EventRow
 from footfall.storage import profiles
 
@@ -71,6 +79,11 @@ CREATE_SINGLES = (
     " FROM q ON CONFLICT DO NOTHING RETURNING site_id, kind, person_id)"
     " INSERT INTO persons (id, site_id, is_identified)"
     " SELECT person_id, site_id, kind = 'user' FROM ins"
+)
+
+LOCK_SHARED = (
+    "SELECT count(pg_advisory_xact_lock_shared(k))"
+    " FROM (SELECT k FROM unnest(%s::bigint[]) AS k ORDER BY k) AS ordered"
 )
 
 INSERT_IDENTITY = (
@@ -101,6 +114,10 @@ async def resolve(cur: psycopg.AsyncCursor[Any], keys: Sequence[IdKey]) -> dict[
     if not keys:
         return {}
     await cur.execute(RESOLVE, _columns(keys))
+    return await _resolved(cur)
+
+
+async def _resolved(cur: psycopg.AsyncCursor[Any]) -> dict[IdKey, Known]:
     return {
         (site_id, kind, value): Known(person, identified)
         for site_id, kind, value, person, identified in await cur.fetchall()
@@ -227,29 +244,62 @@ async def apply_link(conn: psycopg.AsyncConnection[Any], link: Link) -> None:
 
 
 async def identity_step(conn: psycopg.AsyncConnection[Any], rows: Sequence[EventRow]) -> None:
-    """Writer TxStep: give every id of the new rows a person, apply links and merges."""
+    """Writer TxStep: give every id of the new rows a person, apply links and merges,
+    and leave each row's canonical person in ``extras[PERSON]`` (and, for a row
+    with both ids, its anonymous id's in ``extras[DEVICE_PERSON]``).
+
+    The persons are read under the site's identity lock taken shared (the lock
+    storage/profiles.py takes), so no merge can move them before this
+    transaction ends: the steps after this one use them without asking again.
+    """
+    for row in rows:  # what a rolled-back attempt left
+        row.extras.pop(PERSON, None)
+        row.extras.pop(DEVICE_PERSON, None)
     plan = plan_identities(rows)
     if not plan.links and not plan.singles:
         return
-    keys = list({k for link in plan.links for k in _keys(link)} | set(plan.singles))
-    async with conn.cursor() as cur:
-        known = await resolve(cur, keys)
+    keys = sorted({k for link in plan.links for k in _keys(link)} | set(plan.singles))
+    known: dict[IdKey, Known] = {}
+    if plan.links:  # which of them change something
+        async with conn.cursor() as cur:
+            known = await resolve(cur, keys)
     changing = [link for link in plan.links if not already_linked(link, known)]
+    sites = sorted({key[0] for key in keys})
     if changing:
         # Links that change something are serialized per site (they are rare:
         # logins), so two collectors' link work can never deadlock on each other.
-        sites = sorted({link.second[0] for link in changing})
         async with conn.cursor() as cur:
-            for site_id in sites:
+            for site_id in sorted({link.second[0] for link in changing}):
                 await cur.execute("SELECT pg_advisory_xact_lock(%s)", (site_lock(site_id),))
     for link in changing:
         await apply_link(conn, link)
+    # Without links nothing was read yet: every id seen alone is offered to
+    # CREATE_SINGLES, whose conflict skips those that have a person.
     missing = sorted(k for k in plan.singles if k not in known)
-    if missing:
-        async with conn.cursor() as cur:
-            await cur.execute(
-                CREATE_SINGLES, (*_columns(missing), [plan.singles[k] for k in missing])
-            )
+    # One round trip (pipeline; the result is read once it is over): the shared
+    # lock (already held exclusively if links were applied), the ids seen alone,
+    # the persons as they now are.
+    async with conn.cursor() as cur:
+        async with conn.pipeline():
+            await cur.execute(LOCK_SHARED, ([site_lock(site_id) for site_id in sites],))
+            if missing:
+                await cur.execute(
+                    CREATE_SINGLES, (*_columns(missing), [plan.singles[k] for k in missing])
+                )
+            await cur.execute(RESOLVE, _columns(keys))
+        known = await _resolved(cur)
+    for row in rows:
+        user = known.get((row.site_id, USER, row.user_id)) if row.user_id is not None else None
+        device = (
+            known.get((row.site_id, ANONYMOUS, row.anonymous_id))
+            if row.anonymous_id is not None
+            else None
+        )
+        person = user or device
+        if person is not None:
+            row.extras[PERSON] = person.person
+        if user is not None and device is not None:
+            row.extras[DEVICE_PERSON] = device.person
 
 
 # Every id of the given (canonical) persons, those of persons merged into them included.

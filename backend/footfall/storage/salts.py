@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections import defaultdict
 from collections.abc import Sequence
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -68,39 +69,56 @@ async def rotate(conn: psycopg.AsyncConnection[Any], day: date) -> dict[date, by
         return {row[0]: bytes(row[1]) for row in await cur.fetchall()}
 
 
-CONTINUE = (
-    "UPDATE events e SET visitor_hash = v.previous"
-    " FROM unnest(%s::int[], %s::text[], %s::timestamptz[], %s::timestamptz[], %s::text[])"
-    " AS v(site_id, message_id, ts, received_at, previous)"
-    " WHERE e.site_id = v.site_id AND e.message_id = v.message_id"
-    ' AND e."timestamp" = v.ts'
-    " AND EXISTS (SELECT 1 FROM events p WHERE p.site_id = v.site_id"
+# Which of the candidates' yesterday-hashes were seen in the window before them.
+SEEN_BEFORE = (
+    "SELECT v.site_id, v.message_id"
+    " FROM unnest(%s::int[], %s::text[], %s::timestamptz[], %s::text[])"
+    " AS v(site_id, message_id, received_at, previous)"
+    " WHERE EXISTS (SELECT 1 FROM events p WHERE p.site_id = v.site_id"
     " AND p.visitor_hash = v.previous"
     " AND p.received_at BETWEEN v.received_at - %s AND v.received_at)"
-    " RETURNING e.site_id, e.message_id"
 )
+
+# EventRow.extras keys: the yesterday-hash the privacy step computed, and the
+# hash the row came with (kept, so a retried transaction decides from it again).
+PREVIOUS = "previous_visitor_hash"
+_OWN = "own_visitor_hash"
 
 
 async def continue_visitors(conn: psycopg.AsyncConnection[Any], rows: Sequence[EventRow]) -> None:
-    """TxStep: a visitor active on yesterday's hash within VISIT_WINDOW keeps that hash."""
-    candidates = [
-        row for row in rows if row.visitor_hash and row.extras.get("previous_visitor_hash")
-    ]
+    """TxStep (before the COPY): a visitor active on yesterday's hash within
+    VISIT_WINDOW keeps that hash; the row is then written with it.
+
+    Active: an event with that hash in the window before the row, stored or
+    among this transaction's new rows.
+    """
+    candidates = [row for row in rows if row.visitor_hash and row.extras.get(PREVIOUS)]
     if not candidates:
         return
+    for row in candidates:
+        row.visitor_hash = row.extras.setdefault(_OWN, row.visitor_hash)
     async with conn.cursor() as cur:
         await cur.execute(
-            CONTINUE,
+            SEEN_BEFORE,
             (
                 [r.site_id for r in candidates],
                 [r.message_id for r in candidates],
-                [r.timestamp for r in candidates],
                 [r.received_at for r in candidates],
-                [r.extras["previous_visitor_hash"] for r in candidates],
+                [r.extras[PREVIOUS] for r in candidates],
                 VISIT_WINDOW,
             ),
         )
         continued = set(await cur.fetchall())
-    for row in candidates:  # later steps see the hash that was stored
-        if (row.site_id, row.message_id) in continued:
-            row.visitor_hash = row.extras["previous_visitor_hash"]
+    # This transaction's own rows count as stored events, with the hash each is
+    # written with: taken in time order, a visit continued by one row goes on
+    # in the next, as it would across requests.
+    written: dict[tuple[int, str], list[datetime]] = defaultdict(list)
+    for row in sorted(rows, key=lambda r: r.received_at):
+        previous = row.extras.get(PREVIOUS) if row.visitor_hash else None
+        if previous and (
+            (row.site_id, row.message_id) in continued
+            or any(row.received_at - VISIT_WINDOW <= at for at in written[(row.site_id, previous)])
+        ):
+            row.visitor_hash = previous
+        if row.visitor_hash:
+            written[(row.site_id, row.visitor_hash)].append(row.received_at)

@@ -15,13 +15,16 @@ sessions are looked up under a transaction-level advisory lock on (site,
 bucket of the actor), taken in sorted order, so two collectors assigning
 sessions to the same actor at once take turns and the second sees the first's
 session. Their ids are derived from (site, actor, start time), so replaying the
-same messages gives the same ids. The assigned id is written to the event rows
-in the same transaction that inserted them: no committed row ever changes.
+same messages gives the same ids.
 
 Shared devices: an event of a user whose person is not the person of the
 device's anonymous id goes to that user's part of the session
-(pipeline/sessions.py, ``session_part``); its events row gets the part's id in
-the same transaction, like an idle-rule id.
+(pipeline/sessions.py, ``session_part``), from the persons the identity step
+left in the rows.
+
+This step runs before the writer COPYs the new rows (storage/writer.py, the
+phases): each row is written with its session (``session_of``), so no events
+row is ever updated.
 """
 
 from __future__ import annotations
@@ -35,7 +38,6 @@ from typing import Any
 
 import psycopg
 
-from footfall.pipeline.identity import ANONYMOUS, USER, IdKey
 from footfall.pipeline.sessions import (
     ASSIGNED_SESSION,
     IDLE,
@@ -43,12 +45,11 @@ from footfall.pipeline.sessions import (
     Span,
     aggregate,
     assign_idle,
+    assign_parts,
     derive_session_id,
     idle_key,
-    session_part,
 )
 from footfall.pipeline.types import EventRow
-from footfall.storage.identity import resolve
 
 # Actors are hashed into this many lock buckets per site: a batch takes at most
 # this many advisory locks, whatever its size.
@@ -187,30 +188,17 @@ UPSERT_SESSIONS = (
     f"ON CONFLICT (site_id, session_id) DO UPDATE SET\n  {_SET}"
 )
 
+LOCK = (
+    "SELECT count(pg_advisory_xact_lock(k))"
+    " FROM (SELECT k FROM unnest(%s::bigint[]) AS k ORDER BY k) AS ordered"
+)
+
 RECENT_IDLE_SESSIONS = (
     "SELECT q.site_id, q.idle_key, s.session_id, s.first_event_at, s.last_event_at"
     " FROM unnest(%s::int[], %s::text[], %s::timestamptz[], %s::timestamptz[])"
     " AS q(site_id, idle_key, lo, hi)"
     " JOIN sessions s ON s.site_id = q.site_id AND s.idle_key = q.idle_key"
     " AND s.last_event_at >= q.lo - %s AND s.first_event_at <= q.hi + %s"
-)
-
-SET_EVENT_SESSIONS = (
-    "UPDATE events e SET session_id = v.session_id"
-    " FROM unnest(%s::int[], %s::text[], %s::timestamptz[], %s::text[])"
-    " AS v(site_id, message_id, ts, session_id)"
-    " WHERE e.site_id = v.site_id AND e.message_id = v.message_id"
-    ' AND e."timestamp" = v.ts AND e.session_id IS NULL'
-)
-
-# The same for rows moved to a session part: their session id is set (as sent, or
-# just assigned by the idle rule), and is replaced in the transaction that inserted them.
-SET_EVENT_PARTS = (
-    "UPDATE events e SET session_id = v.session_id"
-    " FROM unnest(%s::int[], %s::text[], %s::timestamptz[], %s::text[])"
-    " AS v(site_id, message_id, ts, session_id)"
-    " WHERE e.site_id = v.site_id AND e.message_id = v.message_id"
-    ' AND e."timestamp" = v.ts'
 )
 
 
@@ -234,7 +222,8 @@ def _arrays(deltas: Sequence[SessionDelta]) -> list[list[Any]]:
 async def assign_idle_sessions(
     conn: psycopg.AsyncConnection[Any], rows: Sequence[EventRow]
 ) -> dict[tuple[int, str], str]:
-    """Session ids for rows that came without one, written to their events rows."""
+    """Session ids for rows that came without one (also left in ``extras[ASSIGNED_SESSION]``,
+    which the events row is written with: the writer COPYs the rows after this step)."""
     by_actor: dict[tuple[int, str], list[EventRow]] = defaultdict(list)
     for row in rows:
         if row.session_id is None:
@@ -244,103 +233,35 @@ async def assign_idle_sessions(
     if not by_actor:
         return {}
     actors = sorted(by_actor)
+    locks = sorted({_lock_key(site_id, key) for site_id, key in actors})
+    lows: list[datetime] = [min(r.timestamp for r in by_actor[a]) for a in actors]
+    highs: list[datetime] = [max(r.timestamp for r in by_actor[a]) for a in actors]
+    # One round trip (pipeline; the result is read once it is over): the locks,
+    # then the actors' recent sessions, read once the locks are held.
     async with conn.cursor() as cur:
-        locks = sorted({_lock_key(site_id, key) for site_id, key in actors})
-        await cur.execute(
-            "SELECT count(pg_advisory_xact_lock(k))"
-            " FROM (SELECT k FROM unnest(%s::bigint[]) AS k ORDER BY k) AS ordered",
-            (locks,),
-        )
-        lows: list[datetime] = [min(r.timestamp for r in by_actor[a]) for a in actors]
-        highs: list[datetime] = [max(r.timestamp for r in by_actor[a]) for a in actors]
-        await cur.execute(
-            RECENT_IDLE_SESSIONS,
-            ([a[0] for a in actors], [a[1] for a in actors], lows, highs, IDLE, IDLE),
-        )
-        spans: dict[tuple[int, str], list[Span]] = defaultdict(list)
-        for site_id, key, session_id, first, last in await cur.fetchall():
-            spans[(site_id, key)].append(Span(session_id, first, last))
-
-        assigned: dict[tuple[int, str], str] = {}
-        for site_id, key in actors:
-            actor_rows = by_actor[(site_id, key)]
-            ids = assign_idle(
-                spans[(site_id, key)],
-                [(r.timestamp, r.message_id) for r in actor_rows],
-                partial(derive_session_id, site_id, key),
-            )
-            for row in actor_rows:
-                assigned[(site_id, row.message_id)] = ids[row.message_id]
-                row.extras[ASSIGNED_SESSION] = ids[row.message_id]
-
-        updates = [r for a in actors for r in by_actor[a]]
-        await cur.execute(
-            SET_EVENT_SESSIONS,
-            (
-                [r.site_id for r in updates],
-                [r.message_id for r in updates],
-                [r.timestamp for r in updates],  # the primary key's: one partition
-                [assigned[(r.site_id, r.message_id)] for r in updates],
-            ),
-        )
-    return assigned
-
-
-async def assign_parts(
-    conn: psycopg.AsyncConnection[Any],
-    rows: Sequence[EventRow],
-    assigned: dict[tuple[int, str], str],
-) -> dict[tuple[int, str], str]:
-    """Session parts of rows whose user is not their device's person, written to events.
-
-    Runs after the identity step, so both ids of every row are linked already;
-    only rows with a session and both ids are looked at (one query per commit).
-    """
-    candidates = [
-        r
-        for r in rows
-        if r.user_id is not None
-        and r.anonymous_id is not None
-        and (r.session_id or assigned.get((r.site_id, r.message_id)))
-    ]
-    if not candidates:
-        return {}
-    keys: list[IdKey] = sorted(
-        {(r.site_id, USER, r.user_id) for r in candidates if r.user_id is not None}
-        | {(r.site_id, ANONYMOUS, r.anonymous_id) for r in candidates if r.anonymous_id}
-    )
-    async with conn.cursor() as cur:
-        persons = await resolve(cur, keys)
-        parts: dict[tuple[int, str], str] = {}
-        moved: list[EventRow] = []
-        for row in candidates:
-            assert row.user_id is not None and row.anonymous_id is not None
-            session_id = row.session_id or assigned[(row.site_id, row.message_id)]
-            user = persons.get((row.site_id, USER, row.user_id))
-            device = persons.get((row.site_id, ANONYMOUS, row.anonymous_id))
-            part = session_part(
-                session_id,
-                row.user_id,
-                user.person if user is not None else None,
-                device.person if device is not None else None,
-            )
-            if part is not None:
-                parts[(row.site_id, row.message_id)] = part
-                moved.append(row)
-                row.extras[ASSIGNED_SESSION] = part  # for the steps after this one
-            elif row.session_id is not None:
-                row.extras.pop(ASSIGNED_SESSION, None)  # left by a rolled-back attempt
-        if moved:
+        async with conn.pipeline():
+            await cur.execute(LOCK, (locks,))
             await cur.execute(
-                SET_EVENT_PARTS,
-                (
-                    [r.site_id for r in moved],
-                    [r.message_id for r in moved],
-                    [r.timestamp for r in moved],
-                    [parts[(r.site_id, r.message_id)] for r in moved],
-                ),
+                RECENT_IDLE_SESSIONS,
+                ([a[0] for a in actors], [a[1] for a in actors], lows, highs, IDLE, IDLE),
             )
-    return parts
+        found = await cur.fetchall()
+    spans: dict[tuple[int, str], list[Span]] = defaultdict(list)
+    for site_id, key, session_id, first, last in found:
+        spans[(site_id, key)].append(Span(session_id, first, last))
+
+    assigned: dict[tuple[int, str], str] = {}
+    for site_id, key in actors:
+        actor_rows = by_actor[(site_id, key)]
+        ids = assign_idle(
+            spans[(site_id, key)],
+            [(r.timestamp, r.message_id) for r in actor_rows],
+            partial(derive_session_id, site_id, key),
+        )
+        for row in actor_rows:
+            assigned[(site_id, row.message_id)] = ids[row.message_id]
+            row.extras[ASSIGNED_SESSION] = ids[row.message_id]
+    return assigned
 
 
 async def upsert_sessions(
@@ -354,7 +275,8 @@ async def upsert_sessions(
 
 
 async def sessions_step(conn: psycopg.AsyncConnection[Any], rows: Sequence[EventRow]) -> None:
-    """Writer TxStep: keep ``sessions`` up to date with the new rows."""
+    """Writer TxStep (before the COPY, after identity): put each new row in its session
+    and keep ``sessions`` up to date."""
     assigned = await assign_idle_sessions(conn, rows)
-    parts = await assign_parts(conn, rows, assigned)
+    parts = assign_parts(rows, assigned)
     await upsert_sessions(conn, aggregate(rows, assigned, parts))

@@ -6,6 +6,12 @@ it in one transaction with ``ON CONFLICT DO NOTHING`` on (site_id, message_id),
 commits, and only then resolves each request's future. So a 2xx always means
 "committed", and a retried message is stored once: the conflict tells a
 duplicate from a new row.
+
+The transaction runs in phases (see ``copy_events``): keys, then the steps that
+decide what the new rows are written with, then the COPY of the rows, then the
+steps that may read them. It runs on the writer's own connection, in as few
+round trips as its statements' dependencies allow (psycopg pipeline mode:
+``tests/integration/test_writer_round_trips.py`` counts them).
 """
 
 from __future__ import annotations
@@ -26,12 +32,20 @@ from sqlalchemy.dialects.postgresql import JSONB
 from footfall import __version__
 from footfall.pipeline import reasons
 from footfall.pipeline.reasons import REPLAYABLE
+from footfall.pipeline.sessions import session_of
 from footfall.pipeline.types import EVENT_COLUMNS, EventRow, Failure
 from footfall.storage import tables
 from footfall.storage.engine import writer_connection
 from footfall.storage.outage import StorageUnavailable, is_bad_value, is_outage
 
-__all__ = ["StorageUnavailable", "TxStep", "WriteOutcome", "Writer", "WriterClosed"]
+__all__ = [
+    "StorageUnavailable",
+    "TxStep",
+    "WriteOutcome",
+    "Writer",
+    "WriterClosed",
+    "copy_events",
+]
 
 log = logging.getLogger(__name__)
 
@@ -106,9 +120,17 @@ def _json(value: Any) -> str | None:
 _JSON_INDEXES = tuple(i for i, c in enumerate(EVENT_COLUMNS) if c in _JSON_COLUMNS)
 
 
+_SESSION_INDEX = EVENT_COLUMNS.index("session_id")
+
+
 def _event_values(row: EventRow) -> list[Any]:
-    """One row's values in EVENT_COLUMNS order, JSON columns serialized."""
+    """One row's values in EVENT_COLUMNS order, JSON columns serialized.
+
+    ``session_id`` is the session the sessions step put the row in (session_of:
+    the idle rule's id, or a shared device's part), so no row is updated later.
+    """
     values = [getattr(row, column) for column in EVENT_COLUMNS]
+    values[_SESSION_INDEX] = session_of(row)
     for i in _JSON_INDEXES:
         values[i] = _json(values[i])
     return values
@@ -134,16 +156,43 @@ def _failed_arrays(failures: Sequence[Failure]) -> list[list[Any]]:
 TxStep = Callable[[psycopg.AsyncConnection[Any], Sequence[EventRow]], Awaitable[None]]
 
 
+# The transaction's phases (one transaction, in this order):
+#
+# 1. event_ids: the group's keys, one INSERT ... RETURNING; the keys it returns
+#    are the new rows (failed_events in the same phase).
+# 2. The steps before ``copy_events``, on the new rows, which are not in
+#    ``events`` yet: they may set what the COPY writes (the sessions step puts
+#    each row in its session, the visitors step may give it yesterday's visitor
+#    hash), so no row is UPDATEd in the transaction that writes it. They must
+#    not read the new rows from ``events``.
+# 3. ``copy_events``: the new rows, COPYed with their final values.
+# 4. The steps after it, which may read the new rows from ``events``.
+#
+# ``copy_events`` is a step in the list (build_tx_steps in app.py puts it after
+# sessions); a list without it is run after the COPY, as before phases existed.
+async def copy_events(conn: psycopg.AsyncConnection[Any], rows: Sequence[EventRow]) -> None:
+    """TxStep: COPY the new rows into ``events`` (the boundary between the phases)."""
+    async with conn.cursor() as cur, cur.copy(COPY_EVENTS) as copy:
+        for row in rows:
+            await copy.write_row(_event_values(row))
+
+
 async def store_messages(
     conn: psycopg.AsyncConnection[Any],
     rows: Sequence[EventRow],
     failures: Sequence[Failure],
     steps: Sequence[TxStep] = (),
+    *,
+    begin: bool = False,
 ) -> set[tuple[int, str]]:
-    """Insert rows and failures, run ``steps`` on the new rows; the caller's transaction."""
-    new_rows = await _insert_new_rows(conn, rows, failures)
+    """Insert rows and failures, run ``steps`` on the new rows; the caller's transaction.
+
+    ``begin``: open it here, in the first round trip (on an autocommit
+    connection, whose caller then commits or rolls back: the writer's).
+    """
+    new_rows = await _insert_keys(conn, rows, failures, begin)
     if new_rows:
-        for step in steps:
+        for step in steps if copy_events in steps else (copy_events, *steps):
             await step(conn, new_rows)
     return {(row.site_id, row.message_id) for row in new_rows}
 
@@ -152,40 +201,44 @@ async def insert_messages(
     conn: psycopg.AsyncConnection[Any], rows: Sequence[EventRow], failures: Sequence[Failure]
 ) -> set[tuple[int, str]]:
     """Insert in the caller's transaction; return the keys that were new."""
-    return {(row.site_id, row.message_id) for row in await _insert_new_rows(conn, rows, failures)}
+    return await store_messages(conn, rows, failures)
 
 
-async def _insert_new_rows(
-    conn: psycopg.AsyncConnection[Any], rows: Sequence[EventRow], failures: Sequence[Failure]
+async def _insert_keys(
+    conn: psycopg.AsyncConnection[Any],
+    rows: Sequence[EventRow],
+    failures: Sequence[Failure],
+    begin: bool = False,
 ) -> list[EventRow]:
-    """Insert in the caller's transaction; return the rows stored, one per new key.
+    """Insert the keys and the failures; return the rows whose key was new, one per key.
 
-    A key twice in ``rows`` (a retry in the same group): the first copy is stored.
+    One round trip (a pipeline; the keys are read once it is over), BEGIN
+    included when ``begin``. A key twice in ``rows`` (a retry in the same
+    group): the first copy is stored.
     """
-    new_rows: list[EventRow] = []
-    async with conn.cursor() as cur:
-        if rows:
-            first_copies: dict[tuple[int, str], EventRow] = {}
-            for row in rows:
-                first_copies.setdefault((row.site_id, row.message_id), row)
-            unique = list(first_copies.values())
-            await cur.execute(
-                INSERT_EVENT_IDS,
-                (
-                    [row.site_id for row in unique],
-                    [row.message_id for row in unique],
-                    [row.timestamp for row in unique],
-                ),
-            )
-            inserted = {(site_id, message_id) for site_id, message_id in await cur.fetchall()}
-            new_rows = [row for row in unique if (row.site_id, row.message_id) in inserted]
-            if new_rows:
-                async with cur.copy(COPY_EVENTS) as copy:
-                    for row in new_rows:
-                        await copy.write_row(_event_values(row))
-        if failures:
-            await cur.execute(INSERT_FAILED, _failed_arrays(failures))
-    return new_rows
+    first_copies: dict[tuple[int, str], EventRow] = {}
+    for row in rows:
+        first_copies.setdefault((row.site_id, row.message_id), row)
+    unique = list(first_copies.values())
+    async with conn.cursor() as cur, conn.cursor() as failed:
+        async with conn.pipeline():
+            if begin:
+                await cur.execute("BEGIN")
+            if unique:
+                await cur.execute(
+                    INSERT_EVENT_IDS,
+                    (
+                        [row.site_id for row in unique],
+                        [row.message_id for row in unique],
+                        [row.timestamp for row in unique],
+                    ),
+                )
+            if failures:
+                await failed.execute(INSERT_FAILED, _failed_arrays(failures))
+        if not unique:
+            return []
+        inserted = {(site_id, message_id) for site_id, message_id in await cur.fetchall()}
+    return [row for row in unique if (row.site_id, row.message_id) in inserted]
 
 
 Connect = Callable[[], Awaitable[psycopg.AsyncConnection[Any]]]
@@ -408,10 +461,10 @@ class Writer:
         failures = [failure for _, part_failures in parts for failure in part_failures]
         conn = await self._connection()
         try:
-            async with conn.transaction():
-                inserted = await store_messages(conn, rows, failures, self._steps)
+            inserted = await store_messages(conn, rows, failures, self._steps, begin=True)
+            await conn.commit()
         except BaseException:
-            await self._after_error(conn)
+            await self._abort(conn)
             raise
         outcomes = []
         for part_rows, _ in parts:
@@ -437,9 +490,15 @@ class Writer:
             self._conn = conn
         return self._conn
 
-    async def _after_error(self, conn: psycopg.AsyncConnection[Any]) -> None:
-        """Keep the connection only if it is idle and sound (the transaction rolled back)."""
-        if not conn.broken and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+    async def _abort(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        """Roll back after an error; keep the connection only if it is sound and idle then."""
+        idle = psycopg.pq.TransactionStatus.IDLE
+        if not conn.broken and conn.info.transaction_status != psycopg.pq.TransactionStatus.ACTIVE:
+            try:
+                await conn.rollback()
+            except Exception:  # broken meanwhile: closed below
+                log.debug("rollback failed on the writer's connection", exc_info=True)
+        if not conn.broken and not conn.closed and conn.info.transaction_status == idle:
             return
         self._conn = None
         try:
