@@ -18,7 +18,7 @@ import { fileURLToPath } from 'node:url'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const { version } = JSON.parse(readFileSync(join(here, 'package.json'), 'utf8'))
-const BUDGET = 5198 // bytes of dist/footfall.min.js.gz (issue 13 asks 4608: see ARCHITECTURE.md, Size)
+const BUDGET = 5187 // bytes of dist/footfall.min.js.gz (issue 13 asks 4608: see ARCHITECTURE.md, Size)
 const FEATURES = {
   PAGES: 'automatic page views',
   CLICKS: 'Element Clicked',

@@ -378,7 +378,6 @@
   });
 
   // src/scroll.js
-  var sendMarks;
   var maxScroll;
   var resetScroll = () => {
     maxScroll = 0;
@@ -388,15 +387,14 @@
     const pageHeight = document.documentElement.scrollHeight;
     const viewportHeight = innerHeight;
     const percent = Math.min(100, Math.round((scrollY + viewportHeight) / pageHeight * 100));
-    if (sendMarks) {
+    if (options.scroll) {
       for (const mark of options.scrollMarks)
         if (percent >= mark && mark > maxScroll)
           track("Scroll Depth Reached", { depth_percent: mark, page_height: pageHeight, viewport_height: viewportHeight });
     }
     if (percent > maxScroll) maxScroll = percent;
   };
-  var scroll = (send3) => {
-    sendMarks = send3;
+  var scroll = () => {
     maxScroll = 0;
     let pending;
     on(window, "scroll resize", () => {
@@ -473,7 +471,6 @@
 
   // src/engage.js
   var IDLE_MS = 3e4;
-  var started;
   var engagedMs = 0;
   var countedUntil = now();
   var lastInput = countedUntil;
@@ -483,7 +480,6 @@
     countedUntil = time;
   };
   var engage = () => {
-    started = 1;
     on(document, "mousemove keydown scroll pointerdown touchstart", () => {
       countUntilNow();
       lastInput = countedUntil;
@@ -493,7 +489,7 @@
     countedUntil = lastInput = now();
   };
   var reportEngaged = (stop) => {
-    if (!started) return;
+    if (!options.engagement) return;
     countUntilNow();
     if (stop) countedUntil = 1 / 0;
     const reported = engagedMs;
@@ -569,11 +565,11 @@
     on(document, "input change", ({ target: field }) => {
       const form = field.form;
       if (!form || ignored(form)) return;
-      const started2 = forms.has(form);
+      const started = forms.has(form);
       const state = stateOf(form);
       state.b.add(field);
       if (field.type != "password" && !ignored(field)) state.e = field.name || field.getAttribute("id");
-      if (!started2) send2("Form Started", form);
+      if (!started) send2("Form Started", form);
     });
     on(document, "submit", ({ target: form }) => {
       if (ignored(form)) return;
@@ -659,7 +655,7 @@
     watchHistory(navigate);
     if (options.pageviews) page();
     if (options.clicks) clicks();
-    if (options.scroll || options.engagement) scroll(options.scroll);
+    if (options.scroll || options.engagement) scroll();
     if (options.hover) hover();
     if (options.video) video();
     if (options.engagement) engage();

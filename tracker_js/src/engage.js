@@ -3,11 +3,11 @@
 // Each report carries the time since the previous one.
 
 import { now, on } from './util.js'
+import { options } from './options.js'
 import { maxScroll } from './scroll.js'
 import { track } from './events.js'
 
 const IDLE_MS = 3e4
-let started
 let engagedMs = 0
 let countedUntil = now()
 let lastInput = countedUntil
@@ -20,7 +20,6 @@ const countUntilNow = () => {
 }
 
 export const engage = () => {
-  started = 1
   on(document, 'mousemove keydown scroll pointerdown touchstart', () => {
     countUntilNow()
     lastInput = countedUntil
@@ -36,7 +35,8 @@ export const resumeEngagement = () => {
 // stop (page hidden or left): nothing counts until it is visible again, so
 // pagehide and visibilitychange, which both fire on leaving, report once.
 export const reportEngaged = stop => {
-  if (!started) return
+  // Features start after init; engage() ran then if this option is on.
+  if (!options.engagement) return
   countUntilNow()
   if (stop) countedUntil = 1 / 0
   const reported = engagedMs

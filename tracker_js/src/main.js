@@ -62,7 +62,7 @@ const startFeatures = () => {
   watchHistory(navigate)
   if (F_PAGES && options.pageviews) page()
   if (F_CLICKS && options.clicks) clicks()
-  if (F_SCROLL && (options.scroll || options.engagement)) scroll(options.scroll)
+  if (F_SCROLL && (options.scroll || options.engagement)) scroll()
   if (F_HOVER && options.hover) hover()
   if (F_VIDEO && options.video) video()
   if (F_ENGAGEMENT && options.engagement) engage()

@@ -7,7 +7,6 @@ import { on } from './util.js'
 import { options } from './options.js'
 import { track } from './events.js'
 
-let sendMarks
 // The deepest percent of this page view: the marks up to it were sent.
 export let maxScroll
 
@@ -22,16 +21,15 @@ export const checkScroll = () => {
   const viewportHeight = innerHeight
   // A page no taller than the viewport is seen whole: 100.
   const percent = Math.min(100, Math.round(((scrollY + viewportHeight) / pageHeight) * 100))
-  if (sendMarks)
+  // Without the scroll option (running for Page Engaged only): measured, never sent.
+  if (options.scroll)
     for (const mark of options.scrollMarks)
       if (percent >= mark && mark > maxScroll)
         track('Scroll Depth Reached', { depth_percent: mark, page_height: pageHeight, viewport_height: viewportHeight })
   if (percent > maxScroll) maxScroll = percent
 }
 
-// send false: only measure maxScroll (for Page Engaged), send nothing.
-export const scroll = send => {
-  sendMarks = send
+export const scroll = () => {
   maxScroll = 0
   let pending
   on(window, 'scroll resize', () => {
