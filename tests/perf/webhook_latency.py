@@ -6,6 +6,12 @@ package), with real ``footfall webhooks dispatch`` processes at their default
 settings (so the dispatcher is woken by the enqueuing transaction's NOTIFY, not
 by its poll). Scenarios: one message per transaction at a steady rate with one
 dispatcher and with three; then a burst of many messages in one transaction.
+Besides latency and rate, the CPU time the dispatcher processes used per message
+(from /proc), which depends much less on what else the machine is doing.
+
+``--backend DIR`` runs the dispatchers from another checkout's ``backend/`` (say,
+main before a change), with the same receiver and enqueuer: ``--backend`` once
+with the old tree and once without, in one sitting, gives a fair before/after.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -60,6 +67,24 @@ def _figures(latencies: list[float]) -> dict[str, float]:
     }
 
 
+def _cpu_s(pids: list[int]) -> float | None:
+    """User + system CPU seconds the processes used so far (None where /proc is missing)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def _cpu_ms_per_msg(before: float | None, after: float | None, messages: int) -> float | None:
+    if before is None or after is None:
+        return None
+    return round((after - before) * 1000 / messages, 3)
+
+
 async def _enqueue_paced(
     dsn: str, site_id: int, prefix: str, count: int, rate: float
 ) -> dict[str, float]:
@@ -93,44 +118,63 @@ async def _enqueue_burst(
         return [m.message_id for m in messages], time.time()
 
 
-def run(dsn: str, *, count: int, rate: float, burst: int, log_dir: Path) -> dict[str, Any]:
+def run(
+    dsn: str,
+    *,
+    count: int,
+    rate: float,
+    burst: int,
+    log_dir: Path,
+    dispatchers: tuple[int, ...] = (1, 3),
+    backend: Path | None = None,
+) -> dict[str, Any]:
     site_id, _ = make_site(dsn)
     secret = generate_secret()
     results: dict[str, Any] = {"rate_per_s": rate}
+    env = dict(DEFAULTS)
+    if backend is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(backend), os.environ.get("PYTHONPATH", "")])
+        results["dispatcher_backend"] = str(backend)
     with Receiver(secret) as receiver:
         add_endpoint(dsn, site_id, "bench", receiver.url, secret)
-        for dispatchers in (1, 3):
-            procs = [
-                DispatchProcess(dsn, log_dir / f"bench-{dispatchers}-{i}.log", **DEFAULTS)
-                for i in range(dispatchers)
-            ]
+        for n in dispatchers:
+            procs = [DispatchProcess(dsn, log_dir / f"bench-{n}-{i}.log", **env) for i in range(n)]
+            pids = [proc.proc.pid for proc in procs]
             try:
                 time.sleep(1.0)  # every dispatcher listening
-                prefix = f"steady{dispatchers}"
+                prefix = f"steady{n}"
+                cpu = _cpu_s(pids)
                 committed = asyncio.run(_enqueue_paced(dsn, site_id, prefix, count, rate))
-                receiver.wait_ids(committed, 60)
+                receiver.wait_ids(committed, 120)
                 latencies = [receiver.first_arrival[i] - committed[i] for i in committed]
-                results[f"steady_{dispatchers}_dispatchers"] = _figures(latencies)
+                results[f"steady_{n}_dispatchers"] = {
+                    **_figures(latencies),
+                    "cpu_ms_per_msg": _cpu_ms_per_msg(cpu, _cpu_s(pids), count),
+                }
 
-                ids, at = asyncio.run(_enqueue_burst(dsn, site_id, f"burst{dispatchers}", burst))
-                receiver.wait_ids(ids, 120)
+                cpu = _cpu_s(pids)
+                ids, at = asyncio.run(_enqueue_burst(dsn, site_id, f"burst{n}", burst))
+                receiver.wait_ids(ids, 240)
                 last = max(receiver.first_arrival[i] for i in ids)
-                results[f"burst_{dispatchers}_dispatchers"] = {
+                results[f"burst_{n}_dispatchers"] = {
                     "messages": burst,
                     "last_arrival_s": round(last - at, 3),
                     "messages_per_s": round(burst / (last - at), 1),
+                    "cpu_ms_per_msg": _cpu_ms_per_msg(cpu, _cpu_s(pids), burst),
                 }
             finally:
                 for proc in procs:
                     proc.terminate()
         wait_until(
             lambda: all(r["status"] == "delivered" for r in outbox(dsn, site_id).values()),
+            timeout=60,
             what="all delivered",
         )
     counts = receiver.counts()
     results["received"] = sum(counts.values())
     results["duplicates"] = sum(n - 1 for n in counts.values())
     results["unverified"] = sum(not r.verified for r in receiver.received)
+    results["load_average"] = os.getloadavg()[0]
     return results
 
 
@@ -140,6 +184,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--rate", type=float, default=100.0, help="transactions per second")
     parser.add_argument("--burst", type=int, default=2000, help="messages in the burst")
     parser.add_argument("--quick", action="store_true", help="200 messages, burst of 300")
+    parser.add_argument(
+        "--dispatchers",
+        type=int,
+        nargs="+",
+        default=[1, 3],
+        help="dispatcher processes per scenario (default: 1 3)",
+    )
+    parser.add_argument(
+        "--backend",
+        type=Path,
+        help="run the dispatchers from this backend/ directory (another checkout)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.count, args.burst = 200, 300
@@ -149,7 +205,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         else embedded_postgres(Path(tempfile.mkdtemp()) / "pg")
     )
     with scratch_database(admin) as dsn, tempfile.TemporaryDirectory() as logs:
-        results = run(dsn, count=args.count, rate=args.rate, burst=args.burst, log_dir=Path(logs))
+        results = run(
+            dsn,
+            count=args.count,
+            rate=args.rate,
+            burst=args.burst,
+            log_dir=Path(logs),
+            dispatchers=tuple(args.dispatchers),
+            backend=args.backend,
+        )
     print("webhook latency:", json.dumps(results, indent=2))
     return results
 

@@ -32,6 +32,7 @@ class Received:
     body: bytes
     verified: bool
     payload: Any
+    peer: tuple[str, int] | None = None  # the sender's address and port (its connection)
 
 
 # plan(webhook id, how many times this id arrived before, path) -> the reply
@@ -46,6 +47,7 @@ class Receiver:
         self.plan: Plan = plan or (lambda _id, _n, _path: Reply())
         self.received: list[Received] = []
         self.first_arrival: dict[str, float] = {}  # webhook id -> time.time() of its first
+        self.seen: Counter[str] = Counter()  # arrivals per webhook id
         self.lock = threading.Lock()
         self.arrived = threading.Condition(self.lock)
         receiver = self
@@ -65,9 +67,19 @@ class Receiver:
                     payload, verified = None, False
                 msg_id = headers.get("webhook-id", "")
                 with receiver.arrived:
-                    seen = sum(1 for r in receiver.received if r.id == msg_id)
+                    seen = receiver.seen[msg_id]
+                    receiver.seen[msg_id] += 1
                     receiver.received.append(
-                        Received(msg_id, self.path, arrived_at, headers, body, verified, payload)
+                        Received(
+                            msg_id,
+                            self.path,
+                            arrived_at,
+                            headers,
+                            body,
+                            verified,
+                            payload,
+                            tuple(self.client_address),
+                        )
                     )
                     receiver.first_arrival.setdefault(msg_id, arrived_at)
                     receiver.arrived.notify_all()

@@ -12,7 +12,8 @@ while its request is in flight, and due again if the claimer dies.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Collection, Sequence
+from collections import Counter
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -236,17 +237,24 @@ WHERE status = 'pending' AND next_attempt_at <= now() AND attempts >= %s
 # locking statement names one site_id: a single-shard (router) query under Citus,
 # which supports FOR UPDATE only there.
 _DUE_SITES = """
-SELECT o.site_id
-FROM webhook_outbox o
-JOIN webhook_endpoints e ON e.site_id = o.site_id AND e.name = o.endpoint AND e.enabled
-WHERE o.status = 'pending' AND o.next_attempt_at <= now() AND o.attempts < %(max)s
-ORDER BY o.next_attempt_at
-LIMIT 500
+SELECT d.site_id
+FROM (SELECT o.site_id, o.next_attempt_at
+      FROM webhook_outbox o
+      JOIN webhook_endpoints e ON e.site_id = o.site_id AND e.name = o.endpoint AND e.enabled
+      WHERE o.status = 'pending' AND o.next_attempt_at <= now() AND o.attempts < %(max)s
+      ORDER BY o.next_attempt_at
+      LIMIT 500) d
+GROUP BY d.site_id
+ORDER BY min(d.next_attempt_at)
 """
 
+# Locks up to ``limit`` due rows (skipping those another dispatcher holds), then
+# claims of them at most ``room`` per endpoint (the endpoint's in-flight bound
+# minus what this dispatcher already sends it): the others stay pending, their
+# locks released at commit.
 _CLAIM = """
-WITH due AS (
-    SELECT o.site_id, o.id
+WITH locked AS (
+    SELECT o.id, o.endpoint, o.next_attempt_at
     FROM webhook_outbox o
     JOIN webhook_endpoints e ON e.site_id = o.site_id AND e.name = o.endpoint AND e.enabled
     WHERE o.site_id = %(site)s AND e.site_id = %(site)s
@@ -255,6 +263,14 @@ WITH due AS (
     ORDER BY o.next_attempt_at
     LIMIT %(limit)s
     FOR UPDATE OF o SKIP LOCKED
+), due AS (
+    SELECT r.id
+    FROM (SELECT l.id, l.endpoint,
+                 row_number() OVER (PARTITION BY l.endpoint ORDER BY l.next_attempt_at, l.id) AS n
+          FROM locked l) r
+    LEFT JOIN unnest(%(names)s::text[], %(rooms)s::int[]) AS b(endpoint, room)
+           ON b.endpoint = r.endpoint
+    WHERE r.n <= coalesce(b.room, %(per_endpoint)s)
 )
 UPDATE webhook_outbox o
 SET attempts = o.attempts + 1, claim = %(claim)s,
@@ -266,6 +282,33 @@ RETURNING o.site_id, o.id, o.endpoint, o.message_id, o.event_type, o.data, o.cre
           o.attempts, o.claim, e.url, e.secret_sealed, e.secret_key_id
 """
 
+# When the next row this dispatcher may claim falls due (the endpoints it skips
+# left out): an index walk on next_attempt_at, not an aggregate over every pending row.
+_NEXT_DUE = """
+SELECT EXTRACT(EPOCH FROM o.next_attempt_at - now())::float8 AS seconds
+FROM webhook_outbox o
+JOIN webhook_endpoints e ON e.site_id = o.site_id AND e.name = o.endpoint AND e.enabled
+WHERE o.status = 'pending'
+  AND (o.site_id, o.endpoint) NOT IN (
+      SELECT k.s, k.n FROM unnest(%(skip_sites)s::int[], %(skip_names)s::text[]) AS k(s, n))
+ORDER BY o.next_attempt_at
+LIMIT 1
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Claims:
+    """What one :func:`claim_due` took.
+
+    ``more``: it stopped at a bound (``limit``, or an endpoint's room), so more may
+    be due now. Otherwise ``next_due_s``: how long until the next row it could
+    claim falls due (0: due now but held by another dispatcher; None: nothing pending).
+    """
+
+    rows: list[Claimed]
+    more: bool
+    next_due_s: float | None
+
 
 async def claim_due(
     conn: AsyncConn,
@@ -274,21 +317,29 @@ async def claim_due(
     lease_s: float,
     claim: str,
     max_attempts: int,
+    per_endpoint: int,
+    room: Mapping[tuple[int, str], int] | None = None,
     skip: Collection[tuple[int, str]] = (),
     rng: random.Random | None = None,
-) -> list[Claimed]:
+) -> Claims:
     """Take up to ``limit`` due rows for ``lease_s`` seconds; commits (its own transaction).
 
-    Sites are visited in random order, so dispatchers spread over them and one
-    site's backlog does not starve the others'. ``skip``: (site_id, endpoint)
-    pairs this dispatcher cannot sign for, left to the others.
+    At most ``per_endpoint`` rows of one endpoint, or ``room[(site_id, endpoint)]``
+    for the endpoints listed there (the bound minus what the dispatcher has in
+    flight to them). Sites are visited in random order, so dispatchers spread over
+    them and one site's backlog does not starve the others'. ``skip``: (site_id,
+    endpoint) pairs left alone (no room left, or the dispatcher cannot sign for them).
     """
+    room = room or {}
     rows: list[dict[str, Any]] = []
+    more = False
+    next_due: float | None = None
     async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(_DUE_SITES, {"max": max_attempts})
         sites = list(dict.fromkeys(row["site_id"] for row in await cur.fetchall()))
         (rng or random).shuffle(sites)
         for site_id in sites:
+            rooms = {name: left for (site, name), left in room.items() if site == site_id}
             params = {
                 "site": site_id,
                 "max": max_attempts,
@@ -296,15 +347,32 @@ async def claim_due(
                 "lease": lease_s,
                 "claim": claim,
                 "skip": [name for site, name in skip if site == site_id],
+                "names": list(rooms),
+                "rooms": list(rooms.values()),
+                "per_endpoint": per_endpoint,
             }
             await cur.execute(_CLAIM, params)
-            rows += await cur.fetchall()
+            got = await cur.fetchall()
+            rows += got
+            taken = Counter(row["endpoint"] for row in got)
+            if any(n >= rooms.get(name, per_endpoint) for name, n in taken.items()):
+                more = True  # an endpoint's room is full: the next claim skips it
             if len(rows) >= limit:
+                more = True
                 break
-    return [
+        if not more:
+            await cur.execute(
+                _NEXT_DUE,
+                {"skip_sites": [s for s, _ in skip], "skip_names": [n for _, n in skip]},
+            )
+            found = await cur.fetchone()
+            if found is not None:
+                next_due = max(float(found["seconds"]), 0.0)
+    claimed = [
         Claimed(**{**row, "secret_sealed": bytes(row["secret_sealed"])})
         for row in sorted(rows, key=lambda r: (r["site_id"], r["id"]))
     ]
+    return Claims(claimed, more, next_due)
 
 
 async def expire_last_claims(conn: AsyncConn, max_attempts: int) -> int:
@@ -312,21 +380,6 @@ async def expire_last_claims(conn: AsyncConn, max_attempts: int) -> int:
     async with conn.transaction():
         cursor = await conn.execute(_EXPIRED_LAST_CLAIMS, (max_attempts,))
     return cursor.rowcount
-
-
-async def record_delivered(conn: AsyncConn, item: Claimed, status: int) -> float | None:
-    """Mark delivered if this claim still holds it; the seconds since it was enqueued
-    (None: the claim was lost, e.g. the row was cancelled meanwhile)."""
-    async with conn.transaction():
-        cursor = await conn.execute(
-            "UPDATE webhook_outbox SET status = 'delivered', delivered_at = now(), claim = NULL,"
-            " last_status = %s, last_error = NULL"
-            " WHERE site_id = %s AND id = %s AND claim = %s AND status = 'pending'"
-            " RETURNING EXTRACT(EPOCH FROM clock_timestamp() - created_at)::float8",
-            (status, item.site_id, item.id, item.claim),
-        )
-        row = await cursor.fetchone()
-    return None if row is None else float(row[0])
 
 
 async def listen(dsn: str, on_notify: Callable[[], None]) -> None:
@@ -341,52 +394,107 @@ async def listen(dsn: str, on_notify: Callable[[], None]) -> None:
             on_notify()
 
 
-async def record_failure(
-    conn: AsyncConn,
-    item: Claimed,
-    *,
-    status: int | None,
-    error: str,
-    dead: bool,
-    retry_in_s: float,
-    counted: bool = True,
-) -> bool:
-    """A failed attempt: due again in ``retry_in_s``, or dead; False if the claim was lost.
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """An attempt's result, to record against the claim that made it.
 
-    ``counted=False``: the claim is handed back without using up an attempt (the
-    fault was this dispatcher's, not the receiver's).
+    ``status``: ``delivered``, ``pending`` (tried again in ``retry_in_s``) or ``dead``.
+    ``counted=False`` hands the claim back without using up an attempt (the fault
+    was the dispatcher's, not the receiver's).
     """
-    async with conn.transaction():
-        cursor = await conn.execute(
-            "UPDATE webhook_outbox SET status = %s, claim = NULL, last_status = %s,"
-            " last_error = %s, next_attempt_at = now() + make_interval(secs => %s),"
-            " attempts = attempts - %s"
-            " WHERE site_id = %s AND id = %s AND claim = %s AND status = 'pending'",
-            (
-                "dead" if dead else "pending",
-                status,
-                error[:MAX_ERROR_CHARS],
-                retry_in_s,
-                0 if counted else 1,
-                item.site_id,
-                item.id,
-                item.claim,
-            ),
-        )
-    return cursor.rowcount > 0
+
+    site_id: int
+    id: int
+    claim: str
+    status: str
+    last_status: int | None
+    error: str | None = None
+    retry_in_s: float = 0.0
+    counted: bool = True
 
 
-async def seconds_to_next_due(conn: AsyncConn, max_attempts: int) -> float | None:
-    """How long until a pending row of an enabled endpoint falls due (None: nothing pending)."""
-    async with conn.transaction():
-        cursor = await conn.execute(
-            "SELECT EXTRACT(EPOCH FROM min(o.next_attempt_at) - now())::float8"
-            " FROM webhook_outbox o JOIN webhook_endpoints e"
-            " ON e.site_id = o.site_id AND e.name = o.endpoint AND e.enabled"
-            " WHERE o.status = 'pending'"
-        )
-        row = await cursor.fetchone()
-    return None if row is None or row[0] is None else max(float(row[0]), 0.0)
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """What :func:`record_outcomes` did, by (site_id, id).
+
+    ``done``: recorded, with the seconds since the row was enqueued. ``lost``: the
+    claim no longer holds the row (cancelled, deleted, or claimed again after its
+    lease ran out): nothing recorded. ``busy``: another transaction holds the row (a
+    cancellation, say): not recorded, to record again once it is done.
+    """
+
+    done: dict[tuple[int, int], float]
+    lost: set[tuple[int, int]]
+    busy: list[Outcome]
+
+
+# One statement per site and batch. Rows another transaction holds are skipped
+# (SKIP LOCKED), never waited for: two multi-row UPDATEs waiting on each other can
+# deadlock, and the other one may be a writer's cancellation, failing its ingest.
+_RECORD = """
+WITH r AS (
+    SELECT * FROM unnest(%(ids)s::bigint[], %(claims)s::text[], %(statuses)s::text[],
+                         %(last)s::int[], %(errors)s::text[], %(delays)s::float8[],
+                         %(uncounted)s::int[])
+        AS r(id, claim, status, last_status, error, delay_s, uncounted)
+), locked AS (
+    SELECT o.id FROM webhook_outbox o
+    WHERE o.site_id = %(site)s AND o.id = ANY(%(ids)s::bigint[])
+    FOR UPDATE SKIP LOCKED
+), done AS (
+    UPDATE webhook_outbox o
+    SET status = r.status, claim = NULL, last_status = r.last_status, last_error = r.error,
+        delivered_at = CASE WHEN r.status = 'delivered' THEN now() ELSE o.delivered_at END,
+        next_attempt_at = CASE WHEN r.status = 'delivered' THEN o.next_attempt_at
+                               ELSE now() + make_interval(secs => r.delay_s) END,
+        attempts = o.attempts - r.uncounted
+    FROM r JOIN locked l ON l.id = r.id
+    WHERE o.site_id = %(site)s AND o.id = r.id AND o.claim = r.claim AND o.status = 'pending'
+    RETURNING o.id, EXTRACT(EPOCH FROM clock_timestamp() - o.created_at)::float8 AS latency
+)
+SELECT r.id, d.latency, l.id IS NOT NULL AS locked,
+       EXISTS (SELECT 1 FROM webhook_outbox x WHERE x.site_id = %(site)s AND x.id = r.id)
+           AS present
+FROM r LEFT JOIN locked l ON l.id = r.id LEFT JOIN done d ON d.id = r.id
+"""
+
+
+async def record_outcomes(conn: AsyncConn, outcomes: Sequence[Outcome]) -> Recorded:
+    """Record a batch of attempts, each only if its claim still holds the row: one
+    statement per site, all in one transaction (commits)."""
+    by_site: dict[int, list[Outcome]] = {}
+    for outcome in outcomes:
+        by_site.setdefault(outcome.site_id, []).append(outcome)
+    result = Recorded({}, set(), [])
+    async with conn.transaction(), conn.cursor() as cur:
+        for site_id, batch in sorted(by_site.items()):
+            batch.sort(key=lambda o: o.id)
+            await cur.execute(
+                _RECORD,
+                {
+                    "site": site_id,
+                    "ids": [o.id for o in batch],
+                    "claims": [o.claim for o in batch],
+                    "statuses": [o.status for o in batch],
+                    "last": [o.last_status for o in batch],
+                    "errors": [
+                        None if o.error is None else o.error[:MAX_ERROR_CHARS] for o in batch
+                    ],
+                    "delays": [o.retry_in_s for o in batch],
+                    "uncounted": [0 if o.counted else 1 for o in batch],
+                },
+            )
+            answers = {row[0]: row[1:] for row in await cur.fetchall()}
+            for outcome in batch:
+                latency, locked, present = answers[outcome.id]
+                key = (site_id, outcome.id)
+                if latency is not None:
+                    result.done[key] = float(latency)
+                elif locked or not present:
+                    result.lost.add(key)
+                else:
+                    result.busy.append(outcome)
+    return result
 
 
 async def prune(conn: AsyncConn, retention_days: int, limit: int = 10_000) -> int:
