@@ -5,8 +5,9 @@ is not new, merged or due gets only the segments whose leaves its new events
 changed, plus those testing the profile; the others keep their answers, which
 change with time alone (the sweeper's work, at the due time). Over generated
 streams of commits and sweeps, each answer is compared with evaluating every
-segment on the same state at the same moment, and the kept due time with the
-earliest moment any answer can change.
+segment on the same state at the same moment (``evaluate``, the tree walk the
+compiled evaluators must agree with), and the kept due time with the earliest
+moment any answer can change.
 """
 
 from __future__ import annotations
@@ -27,6 +28,16 @@ EXTRA_RULES = [
     {
         "key": "no-orders",
         "when": {"not": {"count": {"event": "Order Completed"}, "within": "1m", "gte": 1}},
+    },
+    # Either a window or the profile (and compiled "any" against the tree walk).
+    {
+        "key": "either",
+        "when": {
+            "any": [
+                {"count": {"event": "Signed Up"}, "within": "2m", "gte": 1},
+                {"not": {"profile": {"device_type": {"eq": "mobile"}}}},
+            ]
+        },
     },
     # Profile only: no leaf, any event may change it.
     {"key": "mobile", "when": {"profile": {"device_type": {"eq": "mobile"}}}},

@@ -44,7 +44,9 @@ from footfall.pipeline.segments.evaluate import (
     PROFILE_PRINT,
     LeafIndex,
     State,
+    Verdict,
     apply_event,
+    compile_segment,
     epoch_ms,
     evaluate,
     event_of,
@@ -262,6 +264,10 @@ class SiteSegments:
     profiled: tuple[int, ...] = field(init=False)
     # The profile attributes in profile_print (all of them if any segment tests one).
     profile_fields: tuple[str, ...] = field(init=False)
+    # evaluate() of each segment, compiled (compile_segment), in the segments' order.
+    evaluators: tuple[Callable[[State, Mapping[str, Any] | None, int], Verdict], ...] = field(
+        init=False
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "index", LeafIndex(leaves_of(self.segments)))
@@ -279,6 +285,7 @@ class SiteSegments:
         )
         fields = sorted({f for s in self.segments if s.uses_profile for f in PROFILE_ATTRIBUTES})
         object.__setattr__(self, "profile_fields", tuple(fields))
+        object.__setattr__(self, "evaluators", tuple(compile_segment(s) for s in self.segments))
 
     def profile_print(self, profile: Mapping[str, Any] | None) -> str | None:
         """A digest of the profile attributes rules may test (None: no segment tests any),
@@ -288,15 +295,15 @@ class SiteSegments:
         values = [None if profile is None else profile.get(f) for f in self.profile_fields]
         return hashlib.blake2b(orjson.dumps(values), digest_size=8).hexdigest()
 
-    def affected(self, changed: Iterable[str], profile_changed: bool = True) -> list[Segment]:
-        """The segments whose answer may differ after the leaves ``changed`` took events:
-        those using one of them, and (if ``profile_changed``) those testing the profile.
-        The others' answers change only with time, when the person is due (the
-        sweeper's work)."""
+    def affected(self, changed: Iterable[str], profile_changed: bool = True) -> list[int]:
+        """The positions of the segments whose answer may differ after the leaves
+        ``changed`` took events: those using one of them, and (if ``profile_changed``)
+        those testing the profile. The others' answers change only with time, when the
+        person is due (the sweeper's work)."""
         positions = set(self.profiled) if profile_changed else set()
         for sig in changed:
             positions.update(self.by_sig.get(sig, ()))
-        return [self.segments[i] for i in sorted(positions)]
+        return sorted(positions)
 
 
 class Definitions:
@@ -686,13 +693,16 @@ def decide(
         state.pop(PROFILE_PRINT, None)
     else:
         state[PROFILE_PRINT] = profile_print
-    segments = site.segments if full else site.affected(changed, profile_print != printed)
+    positions: Sequence[int] = (
+        range(len(site.segments)) if full else site.affected(changed, profile_print != printed)
+    )
     next_ms = None if full else due_ms
-    evaluated = {s.key for s in segments}
+    evaluated = {site.segments[i].key for i in positions}
     current = [s.key for s in site.segments if s.key in open_ and s.key not in evaluated]
     verdicts = []
-    for segment in segments:
-        verdict = evaluate(segment, state, profile, now_ms)
+    for i in positions:
+        segment = site.segments[i]
+        verdict = site.evaluators[i](state, profile, now_ms)
         next_ms = _min(next_ms, verdict.next_ms)
         verdicts.append((segment, verdict.member))
         if verdict.member:

@@ -461,6 +461,74 @@ def evaluate(
     return Verdict(member, walk.next_ms)
 
 
+# A condition compiled (:func:`compile_segment`): (state, profile, now_ms, earliest) ->
+# holds; ``earliest[0]`` is lowered to each leaf's next change, as _Walk.next_ms.
+_Compiled = Callable[[State, Mapping[str, Any], int, list[int | None]], bool]
+
+
+def _compile(node: Condition) -> _Compiled:
+    if isinstance(node, AllOf | AnyOf):
+        parts = tuple(_compile(p) for p in node.parts)
+        wanted = isinstance(node, AllOf)
+
+        # Every part is run (no short cut), so each leaf's next change is known.
+        def combined(
+            state: State, profile: Mapping[str, Any], now_ms: int, earliest: list[int | None]
+        ) -> bool:
+            result = wanted
+            for part in parts:
+                if part(state, profile, now_ms, earliest) is not wanted:
+                    result = not wanted
+            return result
+
+        return combined
+    if isinstance(node, Not):
+        inner = _compile(node.part)
+        return lambda state, profile, now_ms, earliest: not inner(state, profile, now_ms, earliest)
+    if isinstance(node, ProfileTest):
+        predicates = node.predicates
+
+        def tested(
+            state: State, profile: Mapping[str, Any], now_ms: int, earliest: list[int | None]
+        ) -> bool:
+            for predicate in predicates:
+                value = profile.get(predicate.field)
+                if not predicate.holds(value, value is not None):
+                    return False
+            return True
+
+        return tested
+    leaf = node
+    sig = leaf.sig
+    verdict_of: Callable[[Any, Any, int], Verdict] = (
+        _aggregate if isinstance(leaf, Aggregate) else
+        _sequence if isinstance(leaf, Sequence_) else _absence
+    )  # fmt: skip
+
+    def windowed(
+        state: State, profile: Mapping[str, Any], now_ms: int, earliest: list[int | None]
+    ) -> bool:
+        verdict = verdict_of(leaf, state.get(sig), now_ms)
+        if verdict.next_ms is not None and (earliest[0] is None or verdict.next_ms < earliest[0]):
+            earliest[0] = verdict.next_ms
+        return verdict.member
+
+    return windowed
+
+
+def compile_segment(segment: Segment) -> Callable[[State, Mapping[str, Any] | None, int], Verdict]:
+    """:func:`evaluate` of one segment, with its condition tree compiled once (the same
+    answers; tests/segments/test_partial.py compares them)."""
+    condition = _compile(segment.when)
+
+    def run(state: State, profile: Mapping[str, Any] | None, now_ms: int) -> Verdict:
+        earliest: list[int | None] = [None]
+        member = condition(state, profile or {}, now_ms, earliest)
+        return Verdict(member, earliest[0])
+
+    return run
+
+
 def leaves_of(segments: Iterable[Segment]) -> list[Leaf]:
     """Every distinct leaf of the segments (shared leaves once)."""
     seen: dict[str, Leaf] = {}
