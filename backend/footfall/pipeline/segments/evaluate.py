@@ -260,6 +260,13 @@ def apply_event(
     return changed
 
 
+def _later_than(times: list[int], floor: int) -> list[int]:
+    """The times (sorted) after ``floor``; the list itself if all are."""
+    if not times or times[0] > floor:
+        return times
+    return times[bisect.bisect_right(times, floor) :]
+
+
 def _pruned(leaf: Leaf, entry: Any, now_ms: int) -> Any:
     """A leaf's state without what can never count again (None: nothing left)."""
     if isinstance(leaf, Aggregate):
@@ -275,11 +282,11 @@ def _pruned(leaf: Leaf, entry: Any, now_ms: int) -> Any:
         return {key: kept} if kept else None
     if isinstance(leaf, Sequence_):
         horizon = now_ms - leaf.within_ms - leaf.lookback_ms
-        steps = [[t for t in times if t > horizon] for times in entry["t"]]
+        steps = [_later_than(times, horizon) for times in entry["t"]]
         return {"t": steps} if any(steps) else None
     latest = entry.get("m")
     horizon = now_ms - leaf.for_ms - leaf.lookback_ms
-    after = [t for t in entry["a"] if t > horizon and (latest is None or t > latest)]
+    after = _later_than(entry["a"], horizon if latest is None else max(horizon, latest))
     # The latest "absent" time matters only while an "after" could precede it.
     if after or (latest is not None and latest > horizon):
         return {"a": after, "m": latest}
