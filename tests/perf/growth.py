@@ -3,7 +3,8 @@
 In one run, each phase a wrk run with the rows check (stored == acknowledged)
 and the CPU of the collector and of PostgreSQL per event:
 
-1. batch sizes 1, 20, 100, 500 to ``/v1/batch`` (2 workers, 100 events per visitor);
+1. batch sizes 1, 20, 100, 500 to ``/v1/batch`` (2 workers, 100 events per visitor;
+   batches over 20 with fewer connections, the same messages in flight);
 2. every request a new visitor (batches of 20);
 3. half of the batch-20 rate, open loop, with the collector's latency by stage
    (and, with ``--profile``, a profiled batch-20 run: py-spy and pg_stat_activity);
@@ -24,6 +25,12 @@ from tests.perf import bench, latency, preload
 
 SIZES = (1, 20, 100, 500)
 TARGET_10M_SLOWER = 0.15
+
+
+def connections_for(size: int, connections: int) -> int:
+    """Fewer connections for big batches: as many messages in flight as ``connections``
+    batches of 20 (64 x 500 messages would wait longer than wrk's timeout)."""
+    return min(connections, max(4, connections * bench.BATCH_SIZE // size))
 
 
 def phase_row(name: str, run: bench.Run, workers: int, visitors: str, stored: str) -> dict:
@@ -69,10 +76,11 @@ def run_growth(
         meter = bench.CpuMeter(collector.proc.pid, bench.db_name(dsn))
         bench.wrk_run(wrk, tmp, collector, "warmup", "batch", 16, 2 if args.quick else 3, dsn)
         for size in args.growth_sizes:
+            c = connections_for(size, conns)
             runs[f"batch{size}"] = measured(
                 f"batch{size}",
-                lambda size=size: bench.wrk_run(
-                    wrk, tmp, collector, f"batch{size}", "batch", conns, duration, dsn, meter,
+                lambda size=size, c=c: bench.wrk_run(
+                    wrk, tmp, collector, f"batch{size}", "batch", c, duration, dsn, meter,
                     size=size,
                 ),
             )  # fmt: skip
@@ -253,14 +261,14 @@ def _cpu_ratio(base: bench.Run | None, other: bench.Run | None, key: str) -> flo
 def print_growth(growth: dict[str, Any]) -> None:
     print("\n== growth (every phase: rows stored == acknowledged?)")
     head = (
-        "| phase | workers | batch | visitors | ev/s | req/s | p50 / p99 ms |"
+        "| phase | workers | batch | conns | visitors | ev/s | req/s | p50 / p99 ms |"
         " collector µs/ev | PostgreSQL µs/ev | ev/commit | rows |"
     )
     print(head)
     print("|---" * (head.count("|") - 1) + "|")
     for r in growth["table"]:
         print(
-            f"| {r['phase']} | {r['workers']} | {r['batch']} | {r['visitors']} |"
+            f"| {r['phase']} | {r['workers']} | {r['batch']} | {r['connections']} | {r['visitors']} |"
             f" {r['events_s']:,.0f} | {r['req_s']:,.0f} | {r['p50_ms']:.0f} / {r['p99_ms']:.0f} |"
             f" {r['collector_us']} | {r['postgres_us']} | {r['events_per_commit']} |"
             f" {r['rows']}{'' if not r['non2xx'] else ', non-2xx ' + str(r['non2xx'])} |"
