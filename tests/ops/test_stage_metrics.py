@@ -7,6 +7,7 @@ import uuid
 
 import httpx
 
+from footfall.api import metrics
 from footfall.api.metrics import INGEST_STAGES
 from tests.ops.metrics_text import sample
 from tests.support import Collector, wait_until
@@ -55,3 +56,16 @@ def test_loop_lag_and_gc_pauses_observed(collector: Collector) -> None:
     pauses = sample(url, "footfall_gc_pause_seconds_count", generation="2")
     gc.collect()  # the collector serves from a thread of this process
     assert sample(url, "footfall_gc_pause_seconds_count", generation="2") > pauses
+
+
+def test_serving_gc_freezes_the_start_up_heap_and_times_collections() -> None:
+    def pauses() -> float:
+        return metrics.GC_PAUSE.labels("2")._sum.get()  # type: ignore[attr-defined]
+
+    built_at_start = [[i] for i in range(1000)]  # tracked containers, alive throughout
+    with metrics.serving_gc():
+        assert gc.get_freeze_count() >= len(built_at_start)
+        before = pauses()
+        gc.collect()
+        assert pauses() > before
+    assert gc.get_freeze_count() == 0

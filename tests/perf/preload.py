@@ -254,11 +254,17 @@ def preloaded_copy(admin_dsn: str, events: int) -> Iterator[Preloaded]:
     started = time.perf_counter()
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
         # FILE_COPY copies the files (one checkpoint); WAL_LOG would write them all to WAL.
-        conn.execute(
-            sql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY FILE_COPY").format(
-                sql.Identifier(name), sql.Identifier(template)
-            )
+        create = sql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY FILE_COPY").format(
+            sql.Identifier(name), sql.Identifier(template)
         )
+        for attempt in range(5):
+            try:
+                conn.execute(create)
+                break
+            except psycopg.errors.ObjectInUse:  # autovacuum (or a person) in the template
+                if attempt == 4:
+                    raise
+                time.sleep(2)
     dsn = with_database(admin_dsn, name)
     try:
         migrate.upgrade(dsn)
