@@ -563,7 +563,7 @@ LOCK_STATES = (
     " RETURNING site_id, person_id, state, due_at, " + _OPEN.format(t="segment_state")
 )
 
-# The writer reads everything an evaluation needs in one round trip (pipeline mode):
+# The writer reads everything an evaluation needs in one round trip (READ_ALL):
 # TOUCHED_LOCK, TOUCHED_LOAD, ACTIVE_VERSIONS, PERSONALIZATION, in that order.
 #
 # The commit's persons (%(q_site)s, %(q_person)s), and the persons merged into them
@@ -598,6 +598,17 @@ TOUCHED_LOAD = (
     " JOIN segment_state st ON st.site_id = t.s AND st.person_id = t.p"
     " LEFT JOIN persons pe ON pe.site_id = st.site_id AND pe.id = st.person_id"
     " LEFT JOIN person_profiles p ON p.site_id = st.site_id AND p.person_id = st.person_id"
+)
+
+# The writer's read, in one query: TOUCHED_LOCK; TOUCHED_LOAD; the active versions;
+# PERSONALIZATION.
+READ_ALL = "; ".join(
+    [
+        TOUCHED_LOCK,
+        TOUCHED_LOAD,
+        ACTIVE_VERSIONS.replace("%s", "%(sites)s"),
+        PERSONALIZATION,
+    ]
 )
 
 # Everything an evaluation changes, in one statement: state and due times, exits, entries.
@@ -925,9 +936,9 @@ class _Loaded:
 class SegmentsStep:
     """Writer TxStep (after profiles): evaluate the persons the new rows belong to.
 
-    Round trips in the usual commit: one to lock and read (pipeline mode), one to
-    write; a person is evaluated for the segments its new events can change (all of
-    them if it is new, due or merged).
+    Round trips in the usual commit: one to lock and read (READ_ALL), one to write;
+    a person is evaluated for the segments its new events can change (all of them if
+    it is new, due or merged).
     """
 
     def __init__(
@@ -956,21 +967,17 @@ class SegmentsStep:
             "q_person": [k[1] for k in keys],
             "merges": any(r.user_id for r in rows),
         }
-        async with (
-            conn.pipeline(),
-            conn.cursor() as lock,
-            conn.cursor() as load,
-            conn.cursor() as versions,
-            conn.cursor() as ledger,
-        ):
-            await lock.execute(TOUCHED_LOCK, params)
-            await load.execute(TOUCHED_LOAD, params)
-            await versions.execute(ACTIVE_VERSIONS, (site_ids,))
-            await ledger.execute(PERSONALIZATION, params | _ledger_params(rows))
-            locked_rows = await lock.fetchall()
-            loaded_rows = await load.fetchall()
-            version_rows = await versions.fetchall()
-            ledger_rows = await ledger.fetchall()
+        # One round trip: the statements go as one query (client-side parameters, so
+        # several statements may share it), each with its own snapshot, in this order.
+        async with psycopg.AsyncClientCursor(conn) as cur:
+            await cur.execute(READ_ALL, params | _ledger_params(rows))
+            locked_rows = await cur.fetchall()
+            cur.nextset()
+            loaded_rows = await cur.fetchall()
+            cur.nextset()
+            version_rows = await cur.fetchall()
+            cur.nextset()
+            ledger_rows = await cur.fetchall()
         sites = await self.definitions.of_versions(conn, site_ids, version_rows)
         locked = {
             (s, p): _Person(s, p, orjson.loads(state), due_at, full=created)
