@@ -59,8 +59,10 @@ def test_growth_mode(tmp_path: Path, admin_dsn: str) -> None:
         assert row["collector_us"] > 0 and row["postgres_us"] > 0, (phase, row)
     assert table["1 worker"]["workers"] == 1
     runs = results["growth"]["runs"]
-    # The preloaded site's own rows are not counted as this run's.
-    assert runs["preloaded"]["stored_rows"] < events
-    assert runs["preloaded"]["stored_rows"] >= runs["preloaded"]["acked_messages"] > 0
+    # The preloaded site's own rows (80 % of them) are not counted as this run's:
+    # at most 4 cut-off requests of 20 are stored beyond what was acknowledged.
+    pre = runs["preloaded"]
+    assert pre["verdict"] == "MATCH" and pre["acked_messages"] > 0
+    assert 0 <= pre["stored_rows"] - pre["acked_messages"] <= 4 * 20 < 0.7 * events
     stages = results["growth"]["half_load"]["stages"]["stages"]
     assert all(stage["count"] > 0 for stage in stages.values()), stages
