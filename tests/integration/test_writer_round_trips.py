@@ -37,10 +37,12 @@ UA = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
 # persons and 2 upserts, segments' definitions, COMMIT). Now: [BEGIN +
 # event_ids + failed_events], [identity: shared lock + ids seen alone +
 # persons], the sessions upsert, COPY (2), profiles (lock and 2 upserts),
-# segments ([lock + load + definitions + ledger], fetched inside the pipeline:
-# 2 round trips), COMMIT.
-TYPICAL = (15, 11)  # a known visitor with a session id (the tracker)
-NO_SESSION = (17, 12)  # no session id: + [idle-rule locks + recent sessions] (was 15 / 16)
+# segments' definitions (the site has none), COMMIT.
+TYPICAL = (12, 10)  # a known visitor with a session id (the tracker)
+NO_SESSION = (14, 11)  # no session id: + [idle-rule locks + recent sessions] (was 15 / 16)
+# A known user on their known device: identity reads the ids before the lock
+# (are its links already applied?), then [lock + persons] (was 13 / 14).
+LOGGED_IN = (12, 11)
 DUPLICATES = (3, 2)  # all stored already: [BEGIN + event_ids], COMMIT (was 4 / 4)
 
 
@@ -97,7 +99,7 @@ class Traced:
         wire.statements, wire.round_trips = counted.statements, counted.round_trips
 
 
-def _messages(visitor: str, session: bool) -> list[dict[str, Any]]:
+def _messages(visitor: str, session: bool, user: bool = False) -> list[dict[str, Any]]:
     """What footfall.js sends: page views and clicks of one visitor."""
     out: list[dict[str, Any]] = []
     for i in range(20):
@@ -112,6 +114,8 @@ def _messages(visitor: str, session: bool) -> list[dict[str, Any]]:
             "anonymousId": "a-" + visitor,
             "context": context,
         }
+        if user:
+            message["userId"] = "u-" + visitor
         if i % 5 == 0:
             message.update(type="page", properties={"path": "/p"})
         else:
@@ -148,17 +152,19 @@ def _measure(dsn: str) -> dict[str, Wire]:
                     await writer.write(plan.rows, plan.failures)
                 return wire
 
-            async def known_visitor(session: bool) -> Wire:
+            async def known_visitor(session: bool, user: bool = False) -> Wire:
                 visitor = uuid.uuid4().hex
-                await send(_messages(visitor, session))
-                return await send(_messages(visitor, session))
+                await send(_messages(visitor, session, user))
+                return await send(_messages(visitor, session, user))
 
             # Warm: psycopg prepares a statement on its fifth use (a round trip once).
             for _ in range(6):
                 await known_visitor(True)
                 await known_visitor(False)
+                await known_visitor(True, user=True)
             figures = {"typical": await known_visitor(True)}
             figures["no_session"] = await known_visitor(False)
+            figures["logged_in"] = await known_visitor(True, user=True)
             again = _messages(uuid.uuid4().hex, True)
             await send(again)
             figures["duplicates"] = await send(again)
@@ -174,6 +180,7 @@ def test_round_trips_per_commit(database: str) -> None:
     for name, (statements, round_trips) in (
         ("typical", TYPICAL),
         ("no_session", NO_SESSION),
+        ("logged_in", LOGGED_IN),
         ("duplicates", DUPLICATES),
     ):
         wire = figures[name]
