@@ -100,6 +100,61 @@ def test_unknown_private_and_malformed_addresses_give_nothing(lookup: GeoLookup)
     assert lookup.lookup("192.0.2.7") == {"geo_country": "FR"}
 
 
+def test_same_columns_as_geoip2_models(geo_db: tuple[Path, Path], lookup: GeoLookup) -> None:
+    """The records are read as dicts (cheaper); geoip2's models would say the same."""
+    import geoip2.database
+    import geoip2.errors
+
+    city_reader, asn_reader = (geoip2.database.Reader(str(p)) for p in geo_db)
+    try:
+        for ip in ("81.2.69.160", "2001:db8:1::42", "192.0.2.7", "8.8.8.8", "10.1.2.3", "x"):
+            expected: dict[str, object] = {}
+            try:
+                city = city_reader.city(ip)
+            except (geoip2.errors.AddressNotFoundError, ValueError):
+                pass
+            else:
+                country = city.country.iso_code
+                region = city.subdivisions.most_specific.iso_code
+                lat, lon = city.location.latitude, city.location.longitude
+                expected = {
+                    "geo_country": country,
+                    "geo_region": f"{country}-{region}" if country and region else region,
+                    "geo_city": city.city.name,
+                    "geo_latitude": None if lat is None else round(lat, 1),
+                    "geo_longitude": None if lon is None else round(lon, 1),
+                    "geo_timezone": city.location.time_zone,
+                }
+            try:
+                asn = asn_reader.asn(ip)
+            except (geoip2.errors.AddressNotFoundError, ValueError):
+                pass
+            else:
+                expected["geo_asn"] = asn.autonomous_system_number
+                expected["geo_asn_org"] = asn.autonomous_system_organization
+            assert lookup.lookup(ip) == {k: v for k, v in expected.items() if v is not None}, ip
+    finally:
+        city_reader.close()
+        asn_reader.close()
+
+
+def test_a_damaged_record_gives_only_well_typed_columns(tmp_path: Path) -> None:
+    writer = MMDBWriter(ip_version=6, ipv4_compatible=True, database_type="GeoLite2-City")
+    odd = {
+        "country": {"iso_code": 7},
+        "subdivisions": ["ENG"],
+        "city": {"names": "London"},
+        "location": {"latitude": "51.5", "longitude": -0.0931, "time_zone": "Europe/London"},
+    }
+    writer.insert_network(IPSet(["81.2.69.0/24"]), odd)
+    writer.to_db_file(str(tmp_path / "odd.mmdb"))
+    geo = GeoLookup.open(tmp_path / "odd.mmdb")
+    try:
+        assert geo.lookup("81.2.69.1") == {"geo_longitude": -0.1, "geo_timezone": "Europe/London"}
+    finally:
+        geo.close()
+
+
 def _ctx(ip: str | None) -> RequestContext:
     site = Site(id=1, name="s", write_key="k")
     return RequestContext(site=site, received_at=datetime.now(UTC), ip=ip)

@@ -11,7 +11,7 @@ the browser's User-Agent, starlette's request headers, an empty consent-ledger v
 * ``guest``: like ``browser`` without a userId.
 
 Printed: µs per message for the whole ``Pipeline.run`` (unwrapped, best of
-``--repeat``) and per part (limits, message id, validation, each step, ``to_row``,
+``--repeat``; ``--size 1`` for single-message requests) and per part (limits, message id, validation, each step, ``to_row``,
 the writer's JSON serialization of the row) from a run with a timer around each
 part, whose own cost is measured and taken off. CPU time of this process only;
 on a loaded machine compare figures from one sitting. ``--profile FILE`` writes a
@@ -115,9 +115,9 @@ def build(geo: GeoLookup | None, now: datetime) -> Pipeline:
     )
 
 
-def batches(scenario: str, count: int) -> list[list[dict[str, Any]]]:
+def batches(scenario: str, count: int, size: int = 20) -> list[list[dict[str, Any]]]:
     """``count`` request bodies' messages (parsed JSON, as the http layer hands them on)."""
-    templates = batch_templates()
+    templates = batch_templates()[:size]
     ts = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     out = []
     for n in range(count):
@@ -226,7 +226,9 @@ def run_all(pipeline: Pipeline, site: Site, bodies: list[list[dict[str, Any]]]) 
     return rows
 
 
-def measure(scenario: str, count: int, repeat: int, profile: Path | None) -> dict[str, float]:
+def measure(
+    scenario: str, count: int, repeat: int, profile: Path | None, size: int = 20
+) -> dict[str, float]:
     """µs per message: ``total`` (unwrapped), each part, and the writer's row values."""
     now = datetime.now(UTC)
     mode = "anonymous" if scenario == "anonymous" else "implied"
@@ -234,7 +236,7 @@ def measure(scenario: str, count: int, repeat: int, profile: Path | None) -> dic
     with tempfile.TemporaryDirectory() as tmp:
         geo = _geo_db(Path(tmp))
         pipeline = build(geo, now)
-        bodies = batches(scenario, count)
+        bodies = batches(scenario, count, size)
         messages = count * len(bodies[0])
         run_all(pipeline, site, bodies[: max(1, count // 10)])  # warm caches and imports
         best = float("inf")
@@ -274,12 +276,13 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     parser.add_argument("--batches", type=int, default=500, help="requests of 20 (500)")
     parser.add_argument("--repeat", type=int, default=3, help="unwrapped runs, best kept (3)")
     parser.add_argument("--scenario", action="append", choices=SCENARIOS, help="(all)")
+    parser.add_argument("--size", type=int, default=20, help="messages per request (20)")
     parser.add_argument("--profile", type=Path, help="cProfile output (first scenario)")
     args = parser.parse_args(argv)
     results: dict[str, dict[str, float]] = {}
     for i, scenario in enumerate(args.scenario or SCENARIOS):
         results[scenario] = measure(
-            scenario, args.batches, args.repeat, args.profile if i == 0 else None
+            scenario, args.batches, args.repeat, args.profile if i == 0 else None, args.size
         )
     names = list(next(iter(results.values())))
     print(f"{'µs per message':<38}" + "".join(f"{s:>11}" for s in results))

@@ -6,6 +6,10 @@ them (memory-mapped, safe to share). The IP comes from the request context and
 is never stored: only what the database says about it. Latitude and longitude
 are rounded to one decimal (about 11 km), so a row never pinpoints a household.
 A message the consent step marked anonymous keeps only the country.
+
+The records are read with ``maxminddb`` as plain dicts (the fields geoip2's
+models name, in English): building geoip2's model objects cost more than the
+look-up itself. One look-up per request (its messages share the IP).
 """
 
 from __future__ import annotations
@@ -15,8 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import geoip2.database
-import geoip2.errors
+import maxminddb
 from maxminddb import MODE_AUTO, InvalidDatabaseError
 
 from footfall.pipeline.types import Draft, RequestContext
@@ -51,16 +54,14 @@ def _round(value: float | None) -> float | None:
 class GeoLookup:
     """Open MaxMind readers: City (required) and ASN (optional)."""
 
-    def __init__(
-        self, city: geoip2.database.Reader, asn: geoip2.database.Reader | None = None
-    ) -> None:
+    def __init__(self, city: maxminddb.Reader, asn: maxminddb.Reader | None = None) -> None:
         self._city = city
         self._asn = asn
 
     @classmethod
     def open(cls, city_path: Path, asn_path: Path | None = None) -> GeoLookup:
-        city = geoip2.database.Reader(str(city_path), mode=MODE_AUTO)
-        asn = geoip2.database.Reader(str(asn_path), mode=MODE_AUTO) if asn_path else None
+        city = maxminddb.open_database(str(city_path), MODE_AUTO)
+        asn = maxminddb.open_database(str(asn_path), MODE_AUTO) if asn_path else None
         return cls(city, asn)
 
     def close(self) -> None:
@@ -71,31 +72,56 @@ class GeoLookup:
     def lookup(self, ip: str) -> dict[str, Any]:
         """The geo columns for ``ip``; empty for an unknown, private or malformed address."""
         columns: dict[str, Any] = {}
-        try:
-            city = self._city.city(ip)
-        except (geoip2.errors.AddressNotFoundError, ValueError, InvalidDatabaseError):
-            pass  # unknown, malformed, or a damaged record: no geo, the event is kept
-        else:
-            country = city.country.iso_code
-            subdivision = city.subdivisions.most_specific.iso_code
+        city = _record(self._city, ip)  # unknown, malformed or damaged: no geo, event kept
+        if city:
+            country = _text(city, "country", "iso_code")
+            subdivisions = city.get("subdivisions")
+            subdivision = (
+                _text(subdivisions[-1], "iso_code")  # the most specific one
+                if isinstance(subdivisions, list) and subdivisions
+                else None
+            )
             columns["geo_country"] = country
             # ISO 3166-2, e.g. "US-CA", "GB-ENG".
             columns["geo_region"] = (
                 f"{country}-{subdivision}" if country and subdivision else subdivision
             )
-            columns["geo_city"] = city.city.name
-            columns["geo_latitude"] = _round(city.location.latitude)
-            columns["geo_longitude"] = _round(city.location.longitude)
-            columns["geo_timezone"] = city.location.time_zone
-        if self._asn is not None:
-            try:
-                asn = self._asn.asn(ip)
-            except (geoip2.errors.AddressNotFoundError, ValueError, InvalidDatabaseError):
-                pass
-            else:
-                columns["geo_asn"] = asn.autonomous_system_number
-                columns["geo_asn_org"] = asn.autonomous_system_organization
+            columns["geo_city"] = _text(city, "city", "names", "en")
+            columns["geo_latitude"] = _round(_number(city, "location", "latitude"))
+            columns["geo_longitude"] = _round(_number(city, "location", "longitude"))
+            columns["geo_timezone"] = _text(city, "location", "time_zone")
+        asn = _record(self._asn, ip) if self._asn is not None else None
+        if asn:
+            number = _field(asn, "autonomous_system_number")
+            columns["geo_asn"] = number if type(number) is int else None
+            columns["geo_asn_org"] = _text(asn, "autonomous_system_organization")
         return {name: value for name, value in columns.items() if value is not None}
+
+
+def _record(reader: maxminddb.Reader, ip: str) -> dict[str, Any] | None:
+    try:
+        record = reader.get(ip)
+    except (ValueError, InvalidDatabaseError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _field(record: Any, *path: str) -> Any:
+    for name in path:
+        if not isinstance(record, dict):
+            return None
+        record = record.get(name)
+    return record
+
+
+def _text(record: Any, *path: str) -> str | None:
+    value = _field(record, *path)
+    return value if isinstance(value, str) else None
+
+
+def _number(record: Any, *path: str) -> float | None:
+    value = _field(record, *path)
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def open_geo(city_path: Path | None, asn_path: Path | None) -> GeoLookup | None:
