@@ -198,3 +198,54 @@ def test_cli_export_and_erase(new_site, tmp_path) -> None:
     result = json.loads(footfall("erase", "--site", site.name, "--user-id", ids["user"]))
     assert result["deleted"] == {t: len(rows) for t, rows in export["tables"].items()}
     assert not result["suppressed"]
+
+
+def test_erasure_waits_for_a_commit_in_flight_before_deleting(new_site) -> None:
+    """Lock order with the writer: a group commit holds the site's identity lock shared
+    from its identity step to its end; erasure takes it exclusively before it deletes
+    anything, so it waits for the commit instead of deadlocking with it half-way."""
+    import threading
+
+    from footfall.pipeline.privacy import keyring_of
+    from footfall.storage import identity
+    from footfall.storage.privacy import erase_subject
+    from tests.support import collector_settings
+
+    site = new_site()
+    ids = _populate(site, uuid.uuid4().hex[:6])
+    before = len(site.events())
+    settings = collector_settings(site.dsn, pii_key=PII_KEY)
+    keyring = keyring_of(settings.pii_key_id, settings.pii_key, settings.previous_pii_keys)
+    done: list[dict] = []
+    with psycopg.connect(site.dsn) as writer_like:
+        writer_like.execute(
+            "SELECT pg_advisory_xact_lock_shared(%s)", (identity.site_lock(site.site_id),)
+        )
+
+        def erase() -> None:
+            with psycopg.connect(site.dsn) as conn, conn.transaction():
+                done.append(erase_subject(conn, site.site_id, "anonymous_id", ids["dev2"], keyring))
+
+        thread = threading.Thread(target=erase)
+        thread.start()
+        thread.join(2)
+        # Still waiting on the lock, and it has deleted (row-locked) nothing yet.
+        assert thread.is_alive() and not done
+        waiting = writer_like.execute(
+            "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)"
+            " WHERE a.datname = current_database() AND l.locktype = 'advisory'"
+            " AND NOT l.granted"
+        ).fetchone()
+        assert waiting is not None and waiting[0] == 1
+        # ... and it has written nothing yet: no table of its transaction is open for writing.
+        writing = writer_like.execute(
+            "SELECT count(*) FROM pg_locks l WHERE l.locktype = 'relation'"
+            " AND l.mode = 'RowExclusiveLock' AND l.pid IN (SELECT w.pid FROM pg_locks w"
+            " WHERE w.locktype = 'advisory' AND NOT w.granted)"
+        ).fetchone()
+        assert writing is not None and writing[0] == 0
+        assert len(site.events()) == before
+        writer_like.rollback()  # the commit in flight ends
+    thread.join(30)
+    assert done and done[0]["deleted"]["events"] == 1
+    assert len(site.events()) == before - 1

@@ -25,7 +25,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from footfall.pipeline.privacy import Keyring
-from footfall.storage import profiles
+from footfall.storage import identity, profiles
 from footfall.storage.consent import suppression_hash
 
 SUBJECT_KINDS = ("user_id", "anonymous_id", "person")
@@ -340,7 +340,8 @@ def _persons_of_ids(conn: psycopg.Connection[Any], subject: Subject) -> list[int
     """The canonical persons the subject's anonymous and user ids resolve to."""
     rows = conn.execute(
         "SELECT DISTINCT COALESCE(p.merged_into, p.id) FROM identities i"
-        " JOIN persons p ON p.id = i.person_id WHERE i.site_id = %(site)s"
+        " JOIN persons p ON p.site_id = i.site_id AND p.id = i.person_id"
+        " WHERE i.site_id = %(site)s"
         " AND ((i.kind = 'anonymous' AND i.value = ANY(%(anon)s::text[]))"
         " OR (i.kind = 'user' AND i.value = ANY(%(users)s::text[])))",
         subject.params(),
@@ -364,6 +365,12 @@ def erase_subject(
     stored value, and the counts) and, with ``suppress``, keyed hashes of the
     erased ids so their future messages are refused.
     """
+    # The site's identity lock first, exclusively: a writer's commit holds it shared
+    # from its identity step to its end, and this transaction deletes rows that
+    # commit may be locking. Taken first, erasure waits for the commits in flight
+    # (and new ones wait for it) instead of deadlocking with them half-way
+    # (profiles.rebuild takes the same lock again at the end).
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (identity.site_lock(site_id),))
     subject = resolve(conn, site_id, kind, value, keyring)
     touched = _persons_of_ids(conn, subject)
     counts: dict[str, int] = {}
