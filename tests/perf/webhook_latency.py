@@ -79,6 +79,16 @@ def _cpu_s(pids: list[int]) -> float | None:
     return total
 
 
+def _commits(dsn: str) -> int:
+    """Transactions committed in the benchmark's database so far (as far as the
+    statistics collector knows: a backend reports them at the latest when it exits)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
 def _cpu_ms_per_msg(before: float | None, after: float | None, messages: int) -> float | None:
     if before is None or after is None:
         return None
@@ -138,6 +148,7 @@ def run(
     with Receiver(secret) as receiver:
         add_endpoint(dsn, site_id, "bench", receiver.url, secret)
         for n in dispatchers:
+            commits = _commits(dsn)
             procs = [DispatchProcess(dsn, log_dir / f"bench-{n}-{i}.log", **env) for i in range(n)]
             pids = [proc.proc.pid for proc in procs]
             try:
@@ -165,6 +176,13 @@ def run(
             finally:
                 for proc in procs:
                     proc.terminate()
+            time.sleep(1.0)  # the exited backends' statistics reach pg_stat_database
+            # Everything but the enqueuing transactions (one per steady message, one
+            # burst) and this count's own: the dispatchers' claims, records, housekeeping.
+            dispatcher_commits = _commits(dsn) - commits - count - 1 - 1
+            results[f"db_commits_per_msg_{n}_dispatchers"] = round(
+                dispatcher_commits / (count + burst), 3
+            )
         wait_until(
             lambda: all(r["status"] == "delivered" for r in outbox(dsn, site_id).values()),
             timeout=60,
