@@ -12,6 +12,10 @@ in alternating rounds (the best round of each counts):
 - sweeper lag: from each person's due time (a 2-second window passing) to the exit
   the sweeper writes, p50/p99/max, while batch ingest runs on another site.
 
+``--cpu``: only the writer's pure evaluation work for the 20 segments, in this process
+(CPU µs per event, batch and single; no server, no database): less sensitive to a busy
+machine than the throughput figures.
+
 Prints the figures and a JSON line ``SEGMENTSBENCH {...}``.
 """
 
@@ -26,14 +30,17 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import orjson
 import psycopg
 
+from footfall.pipeline.segments.evaluate import epoch_ms, event_of
+from footfall.pipeline.segments.rules import parse_rule
 from footfall.storage import segments as store
+from footfall.storage.segments import SiteSegments, decide
 from tests.perf.bench import HOST, CpuMeter, _Conn, _percentile, start_collector
 from tests.support import (
     LOCAL_PG,
@@ -274,12 +281,73 @@ def _sweeper_lag(dsn: str, port: int, persons: int, load_key: str) -> dict[str, 
     }
 
 
+def _event(message: dict[str, Any], at: datetime, keys: tuple[str, ...]) -> dict[str, Any]:
+    path = message.get("context", {}).get("page", {}).get("path")
+    columns = {"type": message["type"], "event": message.get("event"), "page_path": path,
+               "properties": message.get("properties"), "timestamp": at}  # fmt: skip
+    return event_of(columns, keys)
+
+
+def evaluation_cpu(persons: int = 200, repeats: int = 7) -> dict[str, float]:
+    """CPU µs per event of the writer's pure work for the 20 segments (``decide``: window
+    updates and evaluation, the state's JSON both ways), in this process, best of
+    ``repeats``: batch (a person's 50 events in one commit, new persons) and single (one
+    event per commit, persons with 19 earlier commits)."""
+    site = SiteSegments(tuple(parse_rule(r, 1) for r in twenty_segments()))
+    keys = site.index.fields
+    profile = {"device_type": "desktop", "sessions": 1, "identified": False}
+    base = datetime.now(UTC)
+    now_ms = epoch_ms(base)
+
+    def commit(blob: bytes, events: list[dict[str, Any]], open_: dict[str, Any],
+               due: int | None, full: bool, at_ms: int) -> Any:  # fmt: skip
+        found = decide(site, orjson.loads(blob), events, open_, due, full, profile, at_ms)
+        return orjson.dumps(found.state), found
+
+    batch = [_event(m, base, keys) for m in _messages("v", 0, BATCH)]
+    histories = []
+    for _ in range(persons):
+        blob, open_, due = b"{}", {}, None
+        for n in range(19):
+            at = base - timedelta(seconds=2 * (19 - n))
+            full = n == 0 or (due is not None and due <= epoch_ms(at))
+            blob, found = commit(blob, [_event(_messages("v", n, 1)[0], at, keys)], open_, due,
+                                 full, epoch_ms(at))  # fmt: skip
+            open_, due = dict.fromkeys(found.current, 1), found.due_ms
+        histories.append((blob, open_, due))
+    single = _event(_messages("v", 19, 1)[0], base, keys)
+
+    def run_batch() -> float:
+        started = time.process_time()
+        for _ in range(persons // 10):
+            commit(b"{}", batch, {}, None, True, now_ms)
+        return (time.process_time() - started) / (persons // 10 * BATCH) * 1e6
+
+    def run_single() -> float:
+        started = time.process_time()
+        for blob, open_, due in histories:
+            commit(blob, [single], open_, due, due is not None and due <= now_ms, now_ms)
+        return (time.process_time() - started) / persons * 1e6
+
+    return {
+        "batch_us_per_event": round(min(run_batch() for _ in range(repeats)), 1),
+        "single_us_per_event": round(min(run_single() for _ in range(repeats)), 1),
+    }
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--sweep-persons", type=int, default=2000)
+    parser.add_argument(
+        "--cpu", action="store_true", help="only the in-process evaluation CPU per event"
+    )
     args = parser.parse_args(argv)
+    if args.cpu:
+        figures = evaluation_cpu()
+        print("SEGMENTSCPU " + json.dumps(figures), flush=True)
+        return figures
     admin = LOCAL_PG if local_postgres_available() else embedded_postgres(Path(".footfall/bench"))
     results: dict[str, Any] = {"rounds": []}
     with scratch_database(admin) as dsn, tempfile.TemporaryDirectory() as tmp:
