@@ -37,7 +37,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from footfall.pipeline.consent import LedgerEntry
-from footfall.pipeline.identity import ANONYMOUS, PERSON, USER
+from footfall.pipeline.identity import ANONYMOUS, USER
 from footfall.pipeline.segments import consent as segment_consent
 from footfall.pipeline.segments.evaluate import (
     EVENT_KEYS,
@@ -563,8 +563,8 @@ LOCK_STATES = (
     " RETURNING site_id, person_id, state, due_at, " + _OPEN.format(t="segment_state")
 )
 
-# The writer reads everything an evaluation needs in one round trip (READ_ALL):
-# TOUCHED_LOCK, TOUCHED_LOAD, ACTIVE_VERSIONS, PERSONALIZATION, in that order.
+# The writer reads everything an evaluation needs in one pipeline: TOUCHED_LOCK,
+# TOUCHED_LOAD, ACTIVE_VERSIONS, PERSONALIZATION, in that order (each its own snapshot).
 #
 # The commit's persons (%(q_site)s, %(q_person)s), and the persons merged into them
 # whose state is still apart (folded into the survivor's, then deleted).
@@ -598,17 +598,6 @@ TOUCHED_LOAD = (
     " JOIN segment_state st ON st.site_id = t.s AND st.person_id = t.p"
     " LEFT JOIN persons pe ON pe.site_id = st.site_id AND pe.id = st.person_id"
     " LEFT JOIN person_profiles p ON p.site_id = st.site_id AND p.person_id = st.person_id"
-)
-
-# The writer's read, in one query: TOUCHED_LOCK; TOUCHED_LOAD; the active versions;
-# PERSONALIZATION.
-READ_ALL = "; ".join(
-    [
-        TOUCHED_LOCK,
-        TOUCHED_LOAD,
-        ACTIVE_VERSIONS.replace("%s", "%(sites)s"),
-        PERSONALIZATION,
-    ]
 )
 
 # Everything an evaluation changes, in one statement: state and due times, exits, entries.
@@ -936,7 +925,8 @@ class _Loaded:
 class SegmentsStep:
     """Writer TxStep (after profiles): evaluate the persons the new rows belong to.
 
-    Round trips in the usual commit: one to lock and read (READ_ALL), one to write;
+    Round trips in the usual commit: a pipeline to lock and read (its results, then its
+    closing sync), one to write;
     a person is evaluated for the segments its new events can change (all of them if
     it is new, due or merged).
     """
@@ -967,17 +957,22 @@ class SegmentsStep:
             "q_person": [k[1] for k in keys],
             "merges": any(r.user_id for r in rows),
         }
-        # One round trip: the statements go as one query (client-side parameters, so
-        # several statements may share it), each with its own snapshot, in this order.
-        async with psycopg.AsyncClientCursor(conn) as cur:
-            await cur.execute(READ_ALL, params | _ledger_params(rows))
-            locked_rows = await cur.fetchall()
-            cur.nextset()
-            loaded_rows = await cur.fetchall()
-            cur.nextset()
-            version_rows = await cur.fetchall()
-            cur.nextset()
-            ledger_rows = await cur.fetchall()
+        # One pipeline (prepared statements; the results, then its closing sync).
+        async with (
+            conn.pipeline(),
+            conn.cursor() as lock,
+            conn.cursor() as load,
+            conn.cursor() as versions,
+            conn.cursor() as ledger,
+        ):
+            await lock.execute(TOUCHED_LOCK, params)
+            await load.execute(TOUCHED_LOAD, params)
+            await versions.execute(ACTIVE_VERSIONS, (site_ids,))
+            await ledger.execute(PERSONALIZATION, params | _ledger_params(rows))
+            locked_rows = await lock.fetchall()
+            loaded_rows = await load.fetchall()
+            version_rows = await versions.fetchall()
+            ledger_rows = await ledger.fetchall()
         sites = await self.definitions.of_versions(conn, site_ids, version_rows)
         locked = {
             (s, p): _Person(s, p, orjson.loads(state), due_at, full=created)
@@ -1002,15 +997,13 @@ class SegmentsStep:
         )
 
     async def __call__(self, conn: psycopg.AsyncConnection[Any], rows: Sequence[EventRow]) -> None:
-        if any(
-            not isinstance(r.extras.get(PERSON), int) and (r.user_id or r.anonymous_id)
-            for r in rows
-        ):
-            # persons_of will query: only for the rows of sites with segments.
-            live = await self.definitions.active(conn, {r.site_id for r in rows})
-            rows = [r for r in rows if r.site_id in live]
-            if not rows:
-                return
+        # A site without segments costs this one query (the read below, a pipeline of four
+        # prepared statements, costs about three times as much); the versions are read
+        # again there, once the persons are locked.
+        live = await self.definitions.active(conn, {r.site_id for r in rows})
+        rows = [r for r in rows if r.site_id in live]
+        if not rows:
+            return
         persons = await persons_of(conn, rows)
         keys = sorted({(s, p) for (s, _), p in persons.items()})
         loaded = await self._load(conn, rows, keys)
