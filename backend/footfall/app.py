@@ -148,6 +148,7 @@ def create_app(settings: Settings | None = None, *, migrate_on_start: bool = Tru
             max_batch=settings.writer_max_batch,
             linger_ms=settings.writer_linger_ms,
             queue_max=settings.writer_queue_max,
+            concurrency=settings.writer_concurrency,
             steps=build_tx_steps(settings, segments_step),
             on_commit=metrics.observe_commit,
         )

@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     writer_max_batch: int = 2000
     writer_linger_ms: float = 2.0
     writer_queue_max: int = 50_000
+    # Groups committing at once per worker, each on its own connection: the next
+    # group starts while one waits for its round trips.
+    writer_concurrency: int = Field(default=2, ge=1)
     retry_after_s: int = 5
     # Write key -> site cache of each worker: a known key is re-read after this
     # long (and served from memory while the database is down); an unknown key

@@ -188,3 +188,67 @@ def test_pool_checks_its_idle_connections_after_an_error(database: str) -> None:
             await pool.close()
 
     assert asyncio.run(run()) == [1, 1, 1]
+
+
+def test_next_group_commits_while_one_is_in_flight(database: str) -> None:
+    """Two groups in flight: the first is held (another transaction holds its key),
+    and the second commits and is answered meanwhile, on a connection of its own.
+    Once the first is released it commits too, and each key is stored once."""
+    site_id, _ = make_site(database)
+    held = _row(site_id)
+    other = _row(site_id)
+
+    async def body(writer: Writer):
+        holder = await psycopg.AsyncConnection.connect(database)
+        try:
+            await holder.execute(
+                'INSERT INTO event_ids (site_id, message_id, "timestamp") VALUES (%s, %s, now())',
+                (site_id, held.message_id),
+            )
+            first = asyncio.create_task(writer.write([held], []))
+            # Wait until the first group's INSERT waits for the holder's row lock.
+            async with await psycopg.AsyncConnection.connect(database, autocommit=True) as watch:
+                while True:
+                    cur = await watch.execute(
+                        "SELECT count(*) FROM pg_stat_activity"
+                        " WHERE %s = ANY(pg_blocking_pids(pid))",
+                        (holder.info.backend_pid,),
+                    )
+                    if (await cur.fetchone())[0]:
+                        break
+                    await asyncio.sleep(0.01)
+            second = asyncio.create_task(writer.write([other], []))
+            done, _ = await asyncio.wait({first, second}, timeout=60, return_when="FIRST_COMPLETED")
+            assert done == {second}, "the second group waited for the first"
+            assert not first.done()
+            await holder.rollback()  # the held key was never committed: the first's row is new
+            return await first, await second, writer.commits
+        finally:
+            await holder.close()
+
+    first, second, commits = asyncio.run(_with_writer(database, body, concurrency=2))
+    assert [len(first.inserted), len(second.inserted)] == [1, 1]
+    assert commits == 2
+    rows = query(database, "SELECT message_id FROM events WHERE site_id = %s", (site_id,))
+    assert sorted(r["message_id"] for r in rows) == sorted([held.message_id, other.message_id])
+
+
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_exactly_once_at_any_concurrency(database: str, concurrency: int) -> None:
+    """Many requests sharing keys, groups in flight at once: each key stored once,
+    answered once as new and otherwise as a duplicate."""
+    site_id, _ = make_site(database)
+    shared = [_row(site_id) for _ in range(10)]
+
+    async def body(writer: Writer):
+        async def one(i: int):
+            await asyncio.sleep(0.001 * (i % 7))  # spread over several groups
+            return await writer.write([*shared, _row(site_id)], [])
+
+        return await asyncio.gather(*(one(i) for i in range(60)))
+
+    outcomes = asyncio.run(_with_writer(database, body, linger_ms=0, concurrency=concurrency))
+    assert sum(len(o.inserted) for o in outcomes) == 10 + 60
+    assert sum(len(o.duplicates) for o in outcomes) == 59 * 10
+    count = query(database, "SELECT count(*) AS n FROM events WHERE site_id = %s", (site_id,))
+    assert count[0]["n"] == 70

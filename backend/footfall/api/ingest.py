@@ -140,8 +140,8 @@ async def _ingest(
     timer.lap("pipeline")
     try:
         outcome = await state.writer.write(plan.rows, plan.failures)
-        # The writer answers right after the commit, so last_commit_s is our group's.
-        timer.lap_split("writer_queue", "commit", state.writer.last_commit_s)
+        # The commit of our own group (others may be in flight): the rest was the queue.
+        timer.lap_split("writer_queue", "commit", outcome.commit_s)
     except StorageUnavailable as exc:
         metrics.count_unavailable(len(messages))
         raise Unavailable.retry_after(state.settings.retry_after_s) from exc

@@ -85,7 +85,7 @@ class Pool(AsyncConnectionPool):
 def create_pool(dsn: str, settings: Settings) -> AsyncConnectionPool:
     """The async pool of the collector's site cache, ledger and admin reads (not yet opened).
 
-    The writer has a connection of its own (:func:`writer_connection`).
+    The writer has connections of its own (:func:`writer_connection`).
     """
     return Pool(
         dsn,
@@ -99,8 +99,9 @@ def create_pool(dsn: str, settings: Settings) -> AsyncConnectionPool:
 
 
 async def writer_connection(pool: AsyncConnectionPool) -> psycopg.AsyncConnection[Any]:
-    """A connection for the group-commit writer alone: the pool's DSN and options,
-    in autocommit mode (the writer opens and ends its transactions itself)."""
+    """A connection for the group-commit writer alone (one per group in flight): the
+    pool's DSN and options, in autocommit mode (the writer opens and ends its
+    transactions itself)."""
     conninfo, options = pool.conninfo, pool.kwargs or {}
     if not isinstance(conninfo, str) or not isinstance(options, dict):
         raise TypeError("the writer needs a pool with a fixed DSN and options")

@@ -7,6 +7,14 @@ commits, and only then resolves each request's future. So a 2xx always means
 "committed", and a retried message is stored once: the conflict tells a
 duplicate from a new row.
 
+Up to ``concurrency`` groups commit at once, each on a connection of its own:
+while one group's transaction waits for its round trips, the next group starts.
+Two groups in flight in one process are like two collectors' groups, which the
+transaction already allows for (keys inserted in sorted order, advisory locks
+taken in sorted order, a rolled-back transaction run again: see
+``storage/sessions.py`` and ``storage/identity.py``). A request is answered when
+its own group has committed, whatever the other group does.
+
 The transaction runs in phases (see ``copy_events``): keys, then the steps that
 decide what the new rows are written with, then the COPY of the rows, then the
 steps that may read them. It runs on the writer's own connection, in as few
@@ -100,6 +108,9 @@ class WriteOutcome:
     inserted: list[EventRow] = field(default_factory=list)
     duplicates: list[EventRow] = field(default_factory=list)
     rejected: list[Failure] = field(default_factory=list)
+    # Seconds from the start of this request's group commit to its answer (the
+    # rest of its wait was the queue): its own group's, whatever else commits.
+    commit_s: float = 0.0
 
 
 @dataclass(slots=True)
@@ -247,11 +258,12 @@ Connect = Callable[[], Awaitable[psycopg.AsyncConnection[Any]]]
 class Writer:
     """One per process; see the module docstring.
 
-    The writer commits on a connection of its own (opened with the pool's DSN
-    and options, or by ``connect``), never a pool checkout per commit, and
-    never checked before use: an error that leaves it broken (a database
-    restart) or in an unknown state closes it, and the next commit opens a new
-    one. Meanwhile requests are answered 503 (StorageUnavailable).
+    The writer commits on connections of its own (opened with the pool's DSN
+    and options, or by ``connect``; at most ``concurrency``, one per group in
+    flight, reused most recently used first), never a pool checkout per commit,
+    and never checked before use: an error that leaves one broken (a database
+    restart) or in an unknown state closes it, and the commit is run once more
+    on a new one. Meanwhile requests are answered 503 (StorageUnavailable).
     """
 
     def __init__(
@@ -264,9 +276,14 @@ class Writer:
         steps: Sequence[TxStep] = (),
         on_commit: Callable[[float, int], None] | None = None,
         connect: Connect | None = None,
+        concurrency: int = 2,
     ) -> None:
+        if concurrency < 1:
+            raise ValueError("the writer needs a concurrency of at least 1")
         self._connect: Connect = connect or (lambda: writer_connection(pool))
-        self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._idle: list[psycopg.AsyncConnection[Any]] = []  # the last one is reused first
+        self._slots = asyncio.Semaphore(concurrency)
+        self._in_flight: set[asyncio.Task[None]] = set()
         self._steps = steps
         self._on_commit = on_commit  # (seconds, messages) after each group commit
         self._max_batch = max_batch
@@ -298,9 +315,8 @@ class Writer:
         if self._task is not None:
             await self._task
             self._task = None
-        if self._conn is not None:
-            await self._conn.close()
-            self._conn = None
+        while self._idle:
+            await self._idle.pop().close()
 
     async def write(self, rows: Sequence[EventRow], failures: Sequence[Failure]) -> WriteOutcome:
         """Wait until ``rows`` and ``failures`` are committed; raise StorageUnavailable if not."""
@@ -323,10 +339,24 @@ class Writer:
                 await asyncio.sleep(self._linger)  # let concurrent requests join the group
             self._wakeup.clear()
             while self._jobs:
-                group = self._take_group()
-                await self._commit_group(group)
+                # A free slot first (a group in flight ends), then the group: what
+                # arrived meanwhile joins it.
+                await self._slots.acquire()
+                task = asyncio.create_task(self._commit_group(self._take_group()))
+                self._in_flight.add(task)
+                task.add_done_callback(self._group_done)
             if self._closing and not self._jobs:
-                return
+                # Every group handed in commits and is answered before close() returns.
+                while self._in_flight:
+                    await asyncio.wait(set(self._in_flight))
+                if not self._jobs:
+                    return
+
+    def _group_done(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        self._slots.release()
+        if not task.cancelled() and task.exception() is not None:  # never: it answers all
+            log.error("group commit task failed", exc_info=task.exception())
 
     def _take_group(self) -> list[_Job]:
         group: list[_Job] = []
@@ -368,15 +398,18 @@ class Writer:
                         log.exception("writer failed on a request; answering 503")
                     _fail(job, alone if is_outage(alone) else StorageUnavailable(repr(alone)))
                 else:
+                    outcome.commit_s = time.perf_counter() - started
                     _resolve(job, outcome)
             return
+        commit_s = time.perf_counter() - started
         self.commits += 1
-        self.last_commit_s = time.perf_counter() - started
+        self.last_commit_s = commit_s
         for job, outcome in zip(group, outcomes, strict=True):
+            outcome.commit_s = commit_s
             _resolve(job, outcome)
         if self._on_commit is not None:
             try:
-                self._on_commit(self.last_commit_s, sum(job.size for job in group))
+                self._on_commit(commit_s, sum(job.size for job in group))
             except Exception:  # metrics must never stop the writer
                 log.exception("on_commit callback failed")
 
@@ -429,69 +462,54 @@ class Writer:
             raise
 
     async def _commit(self, parts: list[_Part]) -> list[WriteOutcome]:
-        # Concurrent writers (other workers, other collectors) may deadlock or
-        # conflict on shared rows; the transaction was rolled back whole, so
-        # running it again is safe.
-        # The writer's connection may have broken while idle (the server
-        # restarted): its next commit fails, and is run once more on a new
-        # connection. Even if the broken one had committed (lost COMMIT reply),
-        # the retry stores nothing twice: its keys are then duplicates, and
-        # steps run for new rows only.
-        reconnected = False
+        # Concurrent writers (this one's other group in flight, other workers,
+        # other collectors) may deadlock or conflict on shared rows; the
+        # transaction was rolled back whole, so running it again is safe.
+        # A connection may have broken while idle (the server restarted): the
+        # commit on it fails, and is run once more on a new connection (not
+        # another idle one, which may be broken as well). Even if the broken one
+        # had committed (lost COMMIT reply), the retry stores nothing twice: its
+        # keys are then duplicates, and steps run for new rows only.
+        reconnected = fresh = False
         attempt = 0
         while True:
-            had_connection = self._conn is not None
+            had_connection = bool(self._idle) and not fresh
+            conn = self._idle.pop() if had_connection else await self._open()
+            fresh = False
             try:
-                return await self._commit_once(parts)
+                inserted = await store_messages(conn, *_merged(parts), self._steps, begin=True)
+                await conn.commit()
             except _ROLLED_BACK:
+                await self._abort(conn)
                 attempt += 1
                 if attempt == _ROLLBACK_RETRIES:
                     raise
                 log.info("transaction rolled back by a concurrent writer; retrying")
-            except Exception as exc:
-                if reconnected or not had_connection or self._conn is not None:
+                continue
+            except BaseException as exc:
+                kept = await self._abort(conn)
+                if kept or reconnected or not had_connection or not isinstance(exc, Exception):
                     raise
                 if not is_outage(exc):
                     raise
-                reconnected = True
-                log.info("the writer's connection broke (%s); reconnecting", type(exc).__name__)
+                reconnected = fresh = True
+                log.info("a writer connection broke (%s); reconnecting", type(exc).__name__)
+                continue
+            self._idle.append(conn)
+            return _outcomes(parts, inserted)
 
-    async def _commit_once(self, parts: list[_Part]) -> list[WriteOutcome]:
-        rows = [row for part_rows, _ in parts for row in part_rows]
-        failures = [failure for _, part_failures in parts for failure in part_failures]
-        conn = await self._connection()
+    async def _open(self) -> psycopg.AsyncConnection[Any]:
+        conn = await self._connect()
         try:
-            inserted = await store_messages(conn, rows, failures, self._steps, begin=True)
-            await conn.commit()
+            await conn.set_autocommit(True)  # the transaction is the writer's own
         except BaseException:
-            await self._abort(conn)
+            await conn.close()
             raise
-        outcomes = []
-        for part_rows, _ in parts:
-            outcome = WriteOutcome()
-            for row in part_rows:
-                key = (row.site_id, row.message_id)
-                if key in inserted:
-                    inserted.discard(key)  # a second copy in the group is a duplicate
-                    outcome.inserted.append(row)
-                else:
-                    outcome.duplicates.append(row)
-            outcomes.append(outcome)
-        return outcomes
+        return conn
 
-    async def _connection(self) -> psycopg.AsyncConnection[Any]:
-        if self._conn is None:
-            conn = await self._connect()
-            try:
-                await conn.set_autocommit(True)  # the transaction is the writer's own
-            except BaseException:
-                await conn.close()
-                raise
-            self._conn = conn
-        return self._conn
-
-    async def _abort(self, conn: psycopg.AsyncConnection[Any]) -> None:
-        """Roll back after an error; keep the connection only if it is sound and idle then."""
+    async def _abort(self, conn: psycopg.AsyncConnection[Any]) -> bool:
+        """Roll back after an error; keep the connection (idle, for the next commit)
+        only if it is sound and idle then. Return whether it was kept."""
         idle = psycopg.pq.TransactionStatus.IDLE
         if not conn.broken and conn.info.transaction_status != psycopg.pq.TransactionStatus.ACTIVE:
             try:
@@ -499,15 +517,38 @@ class Writer:
             except Exception:  # broken meanwhile: closed below
                 log.debug("rollback failed on the writer's connection", exc_info=True)
         if not conn.broken and not conn.closed and conn.info.transaction_status == idle:
-            return
-        self._conn = None
+            self._idle.append(conn)
+            return True
         try:
             await conn.close()
         except Exception:  # closing a broken connection: nothing more to do
             log.debug("closing the writer's connection failed", exc_info=True)
+        return False
 
 
 _Part = tuple[Sequence[EventRow], Sequence[Failure]]
+
+
+def _merged(parts: list[_Part]) -> tuple[list[EventRow], list[Failure]]:
+    rows = [row for part_rows, _ in parts for row in part_rows]
+    failures = [failure for _, part_failures in parts for failure in part_failures]
+    return rows, failures
+
+
+def _outcomes(parts: list[_Part], inserted: set[tuple[int, str]]) -> list[WriteOutcome]:
+    """Each part's outcome; a key twice in the group: the first copy is the new row."""
+    outcomes = []
+    for part_rows, _ in parts:
+        outcome = WriteOutcome()
+        for row in part_rows:
+            key = (row.site_id, row.message_id)
+            if key in inserted:
+                inserted.discard(key)  # a second copy in the group is a duplicate
+                outcome.inserted.append(row)
+            else:
+                outcome.duplicates.append(row)
+        outcomes.append(outcome)
+    return outcomes
 
 
 def _resolve(job: _Job, outcome: WriteOutcome) -> None:
