@@ -6,8 +6,10 @@ package), with real ``footfall webhooks dispatch`` processes at their default
 settings (so the dispatcher is woken by the enqueuing transaction's NOTIFY, not
 by its poll). Scenarios: one message per transaction at a steady rate with one
 dispatcher and with three; then a burst of many messages in one transaction.
-Besides latency and rate, the CPU time the dispatcher processes used per message
-(from /proc), which depends much less on what else the machine is doing.
+Besides latency and rate, the CPU time per message of the dispatcher processes and
+of the PostgreSQL backends serving them (from /proc), and the dispatchers' database
+transactions per message: figures that depend much less on what else the machine
+is doing.
 
 ``--backend DIR`` runs the dispatchers from another checkout's ``backend/`` (say,
 main before a change), with the same receiver and enqueuer: ``--backend`` once
@@ -77,6 +79,29 @@ def _cpu_s(pids: list[int]) -> float | None:
             return None
         total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return total
+
+
+def _backend_cpu(dsn: str) -> dict[int, float]:
+    """CPU seconds so far of each PostgreSQL backend connected to the benchmark's
+    database (the dispatchers' and, while it runs, the enqueuer's; not this query's)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        pids = conn.execute(
+            "SELECT pid FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchall()
+    cpu = {}
+    for (pid,) in pids:
+        seconds = _cpu_s([pid])
+        if seconds is not None:
+            cpu[pid] = seconds
+    return cpu
+
+
+def _backend_ms_per_msg(before: dict[int, float], after: dict[int, float], messages: int) -> float:
+    """What the backends alive at the end used meanwhile (those started since: all of
+    it). The enqueuer's has exited by then, so it is left out."""
+    used = sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
+    return round(used * 1000 / messages, 3)
 
 
 def _commits(dsn: str) -> int:
@@ -154,16 +179,17 @@ def run(
             try:
                 time.sleep(1.0)  # every dispatcher listening
                 prefix = f"steady{n}"
-                cpu = _cpu_s(pids)
+                cpu, db = _cpu_s(pids), _backend_cpu(dsn)
                 committed = asyncio.run(_enqueue_paced(dsn, site_id, prefix, count, rate))
                 receiver.wait_ids(committed, 120)
                 latencies = [receiver.first_arrival[i] - committed[i] for i in committed]
                 results[f"steady_{n}_dispatchers"] = {
                     **_figures(latencies),
                     "cpu_ms_per_msg": _cpu_ms_per_msg(cpu, _cpu_s(pids), count),
+                    "postgres_cpu_ms_per_msg": _backend_ms_per_msg(db, _backend_cpu(dsn), count),
                 }
 
-                cpu = _cpu_s(pids)
+                cpu, db = _cpu_s(pids), _backend_cpu(dsn)
                 ids, at = asyncio.run(_enqueue_burst(dsn, site_id, f"burst{n}", burst))
                 receiver.wait_ids(ids, 240)
                 last = max(receiver.first_arrival[i] for i in ids)
@@ -172,6 +198,7 @@ def run(
                     "last_arrival_s": round(last - at, 3),
                     "messages_per_s": round(burst / (last - at), 1),
                     "cpu_ms_per_msg": _cpu_ms_per_msg(cpu, _cpu_s(pids), burst),
+                    "postgres_cpu_ms_per_msg": _backend_ms_per_msg(db, _backend_cpu(dsn), burst),
                 }
             finally:
                 for proc in procs:
