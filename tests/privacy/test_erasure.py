@@ -217,6 +217,7 @@ def test_erasure_waits_for_a_commit_in_flight_before_deleting(new_site) -> None:
     settings = collector_settings(site.dsn, pii_key=PII_KEY)
     keyring = keyring_of(settings.pii_key_id, settings.pii_key, settings.previous_pii_keys)
     done: list[dict] = []
+    pids: list[int] = []
     with psycopg.connect(site.dsn) as writer_like:
         writer_like.execute(
             "SELECT pg_advisory_xact_lock_shared(%s)", (identity.site_lock(site.site_id),)
@@ -224,26 +225,20 @@ def test_erasure_waits_for_a_commit_in_flight_before_deleting(new_site) -> None:
 
         def erase() -> None:
             with psycopg.connect(site.dsn) as conn, conn.transaction():
+                pids.append(conn.info.backend_pid)
                 done.append(erase_subject(conn, site.site_id, "anonymous_id", ids["dev2"], keyring))
 
         thread = threading.Thread(target=erase)
         thread.start()
         thread.join(2)
-        # Still waiting on the lock, and it has deleted (row-locked) nothing yet.
-        assert thread.is_alive() and not done
-        waiting = writer_like.execute(
-            "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)"
-            " WHERE a.datname = current_database() AND l.locktype = 'advisory'"
-            " AND NOT l.granted"
-        ).fetchone()
-        assert waiting is not None and waiting[0] == 1
-        # ... and it has written nothing yet: no table of its transaction is open for writing.
-        writing = writer_like.execute(
-            "SELECT count(*) FROM pg_locks l WHERE l.locktype = 'relation'"
-            " AND l.mode = 'RowExclusiveLock' AND l.pid IN (SELECT w.pid FROM pg_locks w"
-            " WHERE w.locktype = 'advisory' AND NOT w.granted)"
-        ).fetchone()
-        assert writing is not None and writing[0] == 0
+        # Still waiting on the site's lock, and it has written (row-locked) nothing yet:
+        # no table of its transaction is open for writing.
+        assert thread.is_alive() and not done and pids
+        locks = writer_like.execute(
+            "SELECT locktype, mode, granted FROM pg_locks WHERE pid = %s", (pids[0],)
+        ).fetchall()
+        assert ("advisory", "ExclusiveLock", False) in locks
+        assert not [lock for lock in locks if lock[1] == "RowExclusiveLock"]
         assert len(site.events()) == before
         writer_like.rollback()  # the commit in flight ends
     thread.join(30)
