@@ -36,13 +36,13 @@ UA = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
 # BEGIN, event_ids, COPY (2 round trips), identity, sessions, profiles' lock,
 # persons and 2 upserts, segments' definitions, COMMIT). Now: [BEGIN +
 # event_ids + failed_events], [identity: shared lock + ids seen alone +
-# persons], the sessions upsert, COPY (2), profiles (lock and 2 upserts),
-# segments' definitions (the site has none), COMMIT.
-TYPICAL = (12, 10)  # a known visitor with a session id (the tracker)
-NO_SESSION = (14, 11)  # no session id: + [idle-rule locks + recent sessions] (was 15 / 16)
+# persons], the sessions upsert, COPY (2), profiles (2 upserts: the identity
+# step's shared lock covers them), segments' definitions (the site has none), COMMIT.
+TYPICAL = (11, 9)  # a known visitor with a session id (the tracker)
+NO_SESSION = (13, 10)  # no session id: + [idle-rule locks + recent sessions] (was 15 / 16)
 # A known user on their known device: identity reads the ids before the lock
 # (are its links already applied?), then [lock + persons] (was 13 / 14).
-LOGGED_IN = (12, 11)
+LOGGED_IN = (11, 10)
 DUPLICATES = (3, 2)  # all stored already: [BEGIN + event_ids], COMMIT (was 4 / 4)
 
 

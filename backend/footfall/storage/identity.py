@@ -248,9 +248,9 @@ async def identity_step(conn: psycopg.AsyncConnection[Any], rows: Sequence[Event
     and leave each row's canonical person in ``extras[PERSON]`` (and, for a row
     with both ids, its anonymous id's in ``extras[DEVICE_PERSON]``).
 
-    The persons are read under the site's identity lock taken shared (the lock
-    storage/profiles.py takes), so no merge can move them before this
-    transaction ends: the steps after this one use them without asking again.
+    The persons are read under the site's identity lock taken shared, held to the
+    end of the transaction, so no merge can move them before it ends: the steps
+    after this one (sessions, profiles, segments) use them without asking again.
     """
     for row in rows:  # what a rolled-back attempt left
         row.extras.pop(PERSON, None)

@@ -256,14 +256,25 @@ UPSERT_PERSON_SESSIONS = (
 
 
 async def profiles_step(conn: psycopg.AsyncConnection[Any], rows: Sequence[EventRow]) -> None:
-    """Writer TxStep: add the new rows to their persons' profiles."""
-    async with conn.cursor() as cur:
-        locks = sorted({identity.site_lock(site_id) for site_id in {row.site_id for row in rows}})
-        await cur.execute(
-            "SELECT count(pg_advisory_xact_lock_shared(k))"
-            " FROM (SELECT k FROM unnest(%s::bigint[]) AS k ORDER BY k) AS ordered",
-            (locks,),
-        )
+    """Writer TxStep: add the new rows to their persons' profiles.
+
+    No merge may move a person between its look-up and the upsert: the identity
+    step read ``extras[PERSON]`` under the site's identity lock taken shared, held
+    to the end of the transaction. Only sites with a row it left without a person
+    are locked here, before their look-up.
+    """
+    unlocked = sorted(
+        {
+            row.site_id
+            for row in rows
+            if PERSON not in row.extras and (row.user_id is not None or row.anonymous_id)
+        }
+    )
+    if unlocked:
+        async with conn.cursor() as cur:
+            await cur.execute(
+                identity.LOCK_SHARED, ([identity.site_lock(site_id) for site_id in unlocked],)
+            )
     persons = await persons_of(conn, rows)
     if not persons:
         return
