@@ -39,7 +39,7 @@ from footfall.pipeline.sessions import (
     local_zone,
     millis,
     page_of,
-    percent,
+    scroll_of,
     session_of,
 )
 from footfall.pipeline.types import EventRow
@@ -173,17 +173,6 @@ class ProfileDelta:
         self.max_scroll_percent = max(self.max_scroll_percent, scroll_of(row))
         if row.event == ENGAGED:
             self.engaged_ms += millis(props.get("engaged_ms"))
-
-
-def scroll_of(row: EventRow) -> int:
-    """The scroll depth an event reports (the rule of pipeline/sessions.py), 0 if none."""
-    if row.type != "track":
-        return 0
-    if row.event == SCROLL:
-        return percent(row.properties.get("depth_percent"))
-    if row.event == ENGAGED:
-        return percent(row.properties.get("max_scroll_percent"))
-    return 0
 
 
 @dataclass(slots=True)

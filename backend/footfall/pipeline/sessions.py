@@ -210,19 +210,25 @@ class SessionDelta:
             self.video_play_count += 1
         elif row.event == VIDEO_COMPLETED:
             self.video_complete_count += 1
-        elif row.event == SCROLL:
-            depth = percent(props.get("depth_percent"))
-            self.max_scroll_percent = max(self.max_scroll_percent, depth)
         elif row.event == ENGAGED:
             self.engaged_ms += millis(props.get("engaged_ms"))
-            self.max_scroll_percent = max(
-                self.max_scroll_percent, percent(props.get("max_scroll_percent"))
-            )
+        self.max_scroll_percent = max(self.max_scroll_percent, scroll_of(row))
 
     @property
     def duration_ms(self) -> int:
         assert self.first_event_at is not None and self.last_event_at is not None
         return (self.last_event_at - self.first_event_at) // timedelta(milliseconds=1)
+
+
+def scroll_of(row: EventRow) -> int:
+    """The scroll depth an event reports, 0 if none (sessions and profiles keep its maximum)."""
+    if row.type != "track":
+        return 0
+    if row.event == SCROLL:
+        return percent(row.properties.get("depth_percent"))
+    if row.event == ENGAGED:
+        return percent(row.properties.get("max_scroll_percent"))
+    return 0
 
 
 def aggregate(
