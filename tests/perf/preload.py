@@ -198,6 +198,22 @@ def fill(dsn: str, events: int, until: datetime) -> dict[str, Any]:
     }
 
 
+def _build_roles(conn: psycopg.Connection[Any], name: str) -> list[str]:
+    """Reader roles of builds of template ``name``: the migrations name the role after
+    the database they ran in (the build's temporary name), and the rename keeps it."""
+    pattern = "footfall_reader_" + name.replace("_", r"\_") + r"\_building\_%"
+    return [
+        r for (r,) in conn.execute("SELECT rolname FROM pg_roles WHERE rolname LIKE %s", (pattern,))
+    ]
+
+
+def _drop_built(conn: psycopg.Connection[Any], name: str, roles: list[str]) -> None:
+    """Drop a template (or a build of one), then ``roles`` (their grants went with it)."""
+    conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    for role in roles:
+        conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
 def ensure_template(admin_dsn: str, events: int) -> tuple[str, dict[str, Any], float]:
     """The template holding ``events`` events: (name, its info, seconds spent building it).
 
@@ -210,11 +226,11 @@ def ensure_template(admin_dsn: str, events: int) -> tuple[str, dict[str, Any], f
             info = _info(conn, name)
             if info is not None:
                 return name, info, 0.0
-            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+            _drop_built(conn, name, [])
         for (stale,) in conn.execute(
             "SELECT datname FROM pg_database WHERE datname LIKE %s", (name + "_building_%",)
         ).fetchall():
-            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(stale)))
+            _drop_built(conn, stale, ["footfall_reader_" + stale])
         building = f"{name}_building_{uuid.uuid4().hex[:6]}"
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(building)))
     started = time.perf_counter()
@@ -226,9 +242,7 @@ def ensure_template(admin_dsn: str, events: int) -> tuple[str, dict[str, Any], f
         info = fill(dsn, events, until)
     except BaseException:
         with psycopg.connect(admin_dsn, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(building))
-            )
+            _drop_built(conn, building, ["footfall_reader_" + building])
         raise
     built = time.perf_counter() - started
     info["built_s"] = round(built, 1)
@@ -294,9 +308,7 @@ def drop_template(admin_dsn: str, events: int) -> bool:
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
         if not _exists(conn, name):
             return False
-        role = "footfall_reader_" + name
-        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
-        conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+        _drop_built(conn, name, _build_roles(conn, name))
     return True
 
 

@@ -99,5 +99,9 @@ def test_preloaded_copy_holds_the_template_rows(admin_dsn: str) -> None:
                 "SELECT count(*) FROM pg_database WHERE datname = ANY(%s)",
                 ([name, preload.template_name(events)],),
             ).fetchone() == (1,)
+            roles = preload._build_roles(conn, preload.template_name(events))
+            assert roles  # the build's reader role
     finally:
         assert preload.drop_template(admin_dsn, events)
+    with psycopg.connect(admin_dsn) as conn:  # ... which goes with the template
+        assert not preload._build_roles(conn, preload.template_name(events))
