@@ -35,6 +35,7 @@ import psycopg
 from footfall.pipeline.consent import LedgerView, new_entry
 from footfall.pipeline.privacy import keyring_of
 from footfall.settings import Settings
+from footfall.storage import consent
 from footfall.storage.consent import load_ledger
 from footfall.storage.consent_view import ConsentView
 from footfall.storage.engine import create_pool
@@ -71,20 +72,7 @@ def _fill(dsn: str, site_id: int, rows: int, visitors: list[str]) -> None:
                 policy_version=None,
                 decided_at=now,
             )
-            cur.execute(
-                "INSERT INTO consent_log (site_id, anonymous_id, user_id, pii_key_id, analytics,"
-                " granted, denied, source, decided_at) VALUES (%s, %s, %s, %s, %s, %s, %s, 'api', %s)",
-                (
-                    site_id,
-                    entry.anonymous_id,
-                    entry.user_id,
-                    entry.pii_key_id,
-                    entry.analytics,
-                    list(entry.granted),
-                    list(entry.denied),
-                    entry.decided_at,
-                ),
-            )
+            cur.execute(consent.INSERT, consent.ledger_params(site_id, entry, "api", None))
         conn.commit()
         conn.execute("ANALYZE consent_log")
 

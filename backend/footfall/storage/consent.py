@@ -158,7 +158,8 @@ INSERT = (
 )
 
 
-def _params(site_id: int, entry: LedgerEntry, source: str, message_id: str | None) -> tuple:
+def ledger_params(site_id: int, entry: LedgerEntry, source: str, message_id: str | None) -> tuple:
+    """The INSERT's parameters of one ledger entry."""
     return (
         site_id,
         entry.anonymous_id,
@@ -177,7 +178,7 @@ def _params(site_id: int, entry: LedgerEntry, source: str, message_id: str | Non
 async def record_consent(conn: psycopg.AsyncConnection[Any], rows: Sequence[EventRow]) -> None:
     """TxStep: append the ledger entries of newly stored ``Consent Updated`` messages."""
     params = [
-        _params(row.site_id, row.extras["consent"], "message", row.message_id)
+        ledger_params(row.site_id, row.extras["consent"], "message", row.message_id)
         for row in rows
         if isinstance(row.extras.get("consent"), LedgerEntry)
         and (row.extras["consent"].anonymous_id or row.extras["consent"].user_id)
@@ -210,7 +211,7 @@ def record_decision(
         decided_at=datetime.now(UTC),
     )
     with conn.cursor() as cur:
-        cur.execute(INSERT + " RETURNING id", _params(site_id, entry, source, None))
+        cur.execute(INSERT + " RETURNING id", ledger_params(site_id, entry, source, None))
         row = cur.fetchone()
     return {
         "id": row[0] if row else None,
