@@ -20,7 +20,7 @@ from footfall.storage.partitions import (
     month_start,
     partition_name,
 )
-from footfall.storage.writer import insert_messages
+from footfall.storage.writer import store_messages
 from tests.cli.test_cli import footfall as run_footfall
 from tests.support import make_site, query, scratch_database
 
@@ -42,7 +42,7 @@ def _row(site_id: int, message_id: str, received_at: datetime, timestamp: dateti
 def _insert(dsn: str, rows: list[EventRow]) -> set[tuple[int, str]]:
     async def run() -> set[tuple[int, str]]:
         async with await psycopg.AsyncConnection.connect(dsn) as conn, conn.transaction():
-            return await insert_messages(conn, rows, [])
+            return await store_messages(conn, rows, [])
 
     return asyncio.run(run())
 

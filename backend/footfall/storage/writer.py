@@ -208,13 +208,6 @@ async def store_messages(
     return {(row.site_id, row.message_id) for row in new_rows}
 
 
-async def insert_messages(
-    conn: psycopg.AsyncConnection[Any], rows: Sequence[EventRow], failures: Sequence[Failure]
-) -> set[tuple[int, str]]:
-    """Insert in the caller's transaction; return the keys that were new."""
-    return await store_messages(conn, rows, failures)
-
-
 async def _insert_keys(
     conn: psycopg.AsyncConnection[Any],
     rows: Sequence[EventRow],
@@ -295,7 +288,6 @@ class Writer:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self.commits = 0
-        self.last_commit_s = 0.0
 
     @property
     def queue_depth(self) -> int:
@@ -403,7 +395,6 @@ class Writer:
             return
         commit_s = time.perf_counter() - started
         self.commits += 1
-        self.last_commit_s = commit_s
         for job, outcome in zip(group, outcomes, strict=True):
             outcome.commit_s = commit_s
             _resolve(job, outcome)
